@@ -1,0 +1,508 @@
+//! The three phases of the fast algorithm (DESIGN section 2), public so that
+//! a caller can shard N across threads or machines:
+//!
+//! 1. [`accumulate_gram`]: one streaming read of the gradients over a
+//!    coordinate range, adding that range's contribution to the T x T Gram
+//!    matrix G = J J^T.
+//! 2. [`coefficients`]: O(T^3) scalar work on G alone, giving the matrix A
+//!    with g'_i = sum_j A_ij g_j, and its column sums b_j = sum_i A_ij.
+//! 3. [`apply_merged`] / [`apply_projected`]: one more streaming read,
+//!    writing merged[n] = w(n) sum_j b_j g_j[n] and, on request, the
+//!    projected gradients in place.
+//!
+//! Sharding: each shard accumulates its own partial Gram (starting from
+//! zeros), the partials are summed elementwise (an all-reduce of T*T
+//! doubles), every shard computes the same coefficients from the same sum and
+//! the same PRNG state, and applies them to its own range.
+
+use crate::error::{Error, Result};
+use crate::kernels::{gram_tile_exact, Element, BLOCK};
+use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
+use crate::rng::Rng;
+
+/// Columns per partial Gram. Partial Grams of the aligned chunks
+/// `[k * CHUNK, (k + 1) * CHUNK)` are summed in increasing k, so the Gram is
+/// bitwise the same however the chunks are shared among threads (and
+/// however a range is split, when the split points are multiples of CHUNK).
+pub const CHUNK: usize = 8192;
+
+/// Columns per tile of the `f64` apply path.
+pub const TILE_W: usize = 32;
+
+/// How the merged gradient reduces over tasks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Reduction {
+    /// Mean over tasks on shared coordinates, sum on task-specific ones (the
+    /// seed's default).
+    #[default]
+    Mean = 0,
+    /// Sum over tasks everywhere.
+    Sum = 1,
+}
+
+/// The order in which sequential PCGrad visits the other tasks.
+#[derive(Debug)]
+pub enum Order<'a> {
+    /// Ascending task index (the official TensorFlow code, whose shuffle is a
+    /// no-op).
+    Fixed,
+    /// A fresh uniform permutation per task per call, drawn from the caller's
+    /// PRNG, which advances (the paper's random order).
+    Shuffled(&'a mut Rng),
+    /// A caller table of T rows of T - 1 entries: row i lists the tasks
+    /// j != i in visiting order (to reproduce another framework's draw).
+    Explicit(&'a [u32]),
+}
+
+/// Sequential (the paper's Algorithm 1) or simultaneous (the seed's `PCGrad`
+/// and `PPCGrad` classes) projection.
+#[derive(Debug)]
+pub enum Mode<'a> {
+    /// For each task i, project the running p (starting at g_i) onto the
+    /// normal plane of each original g_j it conflicts with, in the given
+    /// order; dot products use the already projected p.
+    Sequential(Order<'a>),
+    /// g'_i = g_i - sum over j != i with g_i . g_j < 0 of
+    /// (g_i . g_j / |g_j|^2) g_j: every dot product uses the original g_i.
+    Simultaneous,
+}
+
+/// Counts that come for free with the coefficients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Unordered pairs i < j with g_i . g_j < 0.
+    pub conflicting_pairs: usize,
+    /// Projections applied (at most T * (T - 1)).
+    pub projections: usize,
+}
+
+/// Doubles needed by [`accumulate_gram`]: T*T for the Gram matrix and T*T
+/// for a per-chunk partial.
+pub fn gram_workspace_len(tasks: usize) -> Result<usize> {
+    tasks.checked_mul(tasks).and_then(|x| x.checked_mul(2)).ok_or(Error::Overflow)
+}
+
+/// Doubles needed by [`coefficients`]: T*T for A, T for b, T for the order
+/// scratch.
+pub fn coefficients_len(tasks: usize) -> Result<usize> {
+    tasks
+        .checked_mul(tasks)
+        .and_then(|x| x.checked_add(tasks.checked_mul(2)?))
+        .ok_or(Error::Overflow)
+}
+
+/// Doubles needed by the apply phase: a (T + 1) x TILE_W tile.
+pub fn tile_len(tasks: usize) -> Result<usize> {
+    tasks.checked_add(1).and_then(|x| x.checked_mul(TILE_W)).ok_or(Error::Overflow)
+}
+
+fn check_range(layout: &Layout<'_>, lo: usize, hi: usize) -> Result<()> {
+    if lo > hi || hi > layout.dim() {
+        return Err(Error::InvalidRange);
+    }
+    Ok(())
+}
+
+/// Phase 1: adds the Gram contribution of coordinates `lo..hi` into
+/// `gram[..T*T]` (row-major, symmetric; start from zeros). `gram` must hold
+/// [`gram_workspace_len`] doubles; the second half is scratch.
+///
+/// On error nothing is written.
+pub fn accumulate_gram<F: Element, G: Gradients<F>>(
+    grads: &G,
+    lo: usize,
+    hi: usize,
+    gram: &mut [f64],
+) -> Result<()> {
+    let layout = *grads.layout();
+    check_range(&layout, lo, hi)?;
+    let t = layout.tasks();
+    let tt = t * t;
+    if gram.len() < gram_workspace_len(t)? {
+        return Err(Error::WorkspaceTooSmall);
+    }
+    let (g, part) = gram.split_at_mut(tt);
+    let part = &mut part[..tt];
+    let mut c0 = lo;
+    while c0 < hi {
+        let c1 = hi.min((c0 / CHUNK + 1) * CHUNK);
+        part.fill(0.0);
+        accumulate_chunk(grads, c0, c1, part);
+        add_upper(g, part, t);
+        c0 = c1;
+    }
+    symmetrize(g, t);
+    Ok(())
+}
+
+/// `g += part` on the upper triangle.
+pub(crate) fn add_upper(g: &mut [f64], part: &[f64], t: usize) {
+    for i in 0..t {
+        let row = i * t;
+        for j in i..t {
+            g[row + j] += part[row + j];
+        }
+    }
+}
+
+/// Copies the upper triangle onto the lower.
+pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
+    for i in 0..t {
+        for j in i + 1..t {
+            g[j * t + i] = g[i * t + j];
+        }
+    }
+}
+
+/// Adds the upper triangle of the Gram of `c0..c1` into `part`.
+pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
+    grads: &G,
+    c0: usize,
+    c1: usize,
+    part: &mut [f64],
+) {
+    let layout = *grads.layout();
+    let t = layout.tasks();
+    for seg in layout.pieces(c0, c1) {
+        let s = seg.index;
+        for piece in seg.blocks(BLOCK) {
+            let len = piece.len();
+            let fast = (0..t)
+                .filter(|&i| layout.has_grad(i, s))
+                .all(|i| F::fast_range(grads.values(i, &piece)));
+            let mut ta = 0;
+            loop {
+                let (ia, na, next_a) = layout.group_of_four(s, ta);
+                if na == 0 {
+                    break;
+                }
+                let ra = [0, 1, 2, 3].map(|r| grads.values(ia[r.min(na - 1)], &piece));
+                let mut tb = ta;
+                loop {
+                    let (ib, nb, next_b) = layout.group_of_four(s, tb);
+                    if nb == 0 {
+                        break;
+                    }
+                    let rb = [0, 1, 2, 3].map(|c| grads.values(ib[c.min(nb - 1)], &piece));
+                    let mut out = [[0.0f64; 4]; 4];
+                    if fast {
+                        F::gram_tile_fast(ra, rb, len, &mut out);
+                    } else {
+                        gram_tile_exact(ra, rb, len, &mut out);
+                    }
+                    for (r, &i) in ia[..na].iter().enumerate() {
+                        for (c, &j) in ib[..nb].iter().enumerate() {
+                            if i <= j {
+                                part[i * t + j] += out[r][c];
+                            }
+                        }
+                    }
+                    tb = next_b;
+                }
+                ta = next_a;
+            }
+        }
+    }
+}
+
+/// The coefficients of phase 2: g'_i = sum_j a[i*T + j] g_j, and
+/// b_j = sum_i a[i*T + j].
+#[derive(Clone, Copy, Debug)]
+pub struct Coefficients<'w> {
+    tasks: usize,
+    a: &'w [f64],
+    b: &'w [f64],
+}
+
+impl<'w> Coefficients<'w> {
+    /// The number of tasks T.
+    pub fn tasks(&self) -> usize {
+        self.tasks
+    }
+    /// The T x T matrix A, row-major.
+    pub fn a(&self) -> &'w [f64] {
+        self.a
+    }
+    /// The column sums b (T values).
+    pub fn b(&self) -> &'w [f64] {
+        self.b
+    }
+    /// Reattaches coefficients that a previous [`coefficients`] call wrote
+    /// into `ws` (for callers that keep the workspace across phases).
+    pub fn from_workspace(tasks: usize, ws: &'w [f64]) -> Result<Self> {
+        if tasks == 0 {
+            return Err(Error::NoTasks);
+        }
+        let tt = tasks.checked_mul(tasks).ok_or(Error::Overflow)?;
+        if ws.len() < coefficients_len(tasks)? {
+            return Err(Error::WorkspaceTooSmall);
+        }
+        Ok(Coefficients { tasks, a: &ws[..tt], b: &ws[tt..tt + tasks] })
+    }
+}
+
+/// Checks an explicit order table: T rows, each a permutation of the other
+/// tasks.
+pub(crate) fn check_order_table(table: &[u32], t: usize) -> Result<()> {
+    let need = t.checked_mul(t - 1).ok_or(Error::Overflow)?;
+    if table.len() != need {
+        return Err(Error::LengthMismatch);
+    }
+    for i in 0..t {
+        let row = &table[i * (t - 1)..(i + 1) * (t - 1)];
+        for (k, &j) in row.iter().enumerate() {
+            let j = j as usize;
+            if j >= t || j == i || row[..k].iter().any(|&x| x as usize == j) {
+                return Err(Error::InvalidOrder);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Phase 2: the coefficients from a full (symmetric) T x T Gram matrix.
+/// `ws` must hold [`coefficients_len`] doubles; the result borrows it. A
+/// shuffled order advances the caller's PRNG (only on success).
+pub fn coefficients<'w>(
+    gram: &[f64],
+    tasks: usize,
+    mode: &mut Mode<'_>,
+    ws: &'w mut [f64],
+) -> Result<(Coefficients<'w>, Stats)> {
+    if tasks == 0 {
+        return Err(Error::NoTasks);
+    }
+    let t = tasks;
+    let tt = t.checked_mul(t).ok_or(Error::Overflow)?;
+    if gram.len() < tt {
+        return Err(Error::LengthMismatch);
+    }
+    if ws.len() < coefficients_len(t)? {
+        return Err(Error::WorkspaceTooSmall);
+    }
+    if let Mode::Sequential(Order::Explicit(table)) = mode {
+        check_order_table(table, t)?;
+    }
+    let g = &gram[..tt];
+    let (a, rest) = ws.split_at_mut(tt);
+    let (b, rest) = rest.split_at_mut(t);
+    let perm = &mut rest[..t];
+    let mut stats = Stats::default();
+    for i in 0..t {
+        for j in i + 1..t {
+            if g[i * t + j] < 0.0 {
+                stats.conflicting_pairs += 1;
+            }
+        }
+    }
+    a.fill(0.0);
+    for i in 0..t {
+        a[i * t + i] = 1.0;
+    }
+    match mode {
+        Mode::Simultaneous => {
+            for i in 0..t {
+                for j in 0..t {
+                    let gij = g[i * t + j];
+                    let gjj = g[j * t + j];
+                    if i != j && gij < 0.0 && gjj > 0.0 {
+                        a[i * t + j] = -gij / gjj;
+                        stats.projections += 1;
+                    }
+                }
+            }
+        }
+        Mode::Sequential(order) => {
+            for i in 0..t {
+                // The visiting order of task i, as task indices in `perm`
+                // (small integers, exact in f64).
+                let mut n = 0;
+                for j in 0..t {
+                    if j != i {
+                        perm[n] = match order {
+                            Order::Explicit(table) => f64::from(table[i * (t - 1) + n]),
+                            _ => j as f64,
+                        };
+                        n += 1;
+                    }
+                }
+                if let Order::Shuffled(rng) = order {
+                    // Fisher-Yates over the T - 1 others.
+                    for k in (1..n).rev() {
+                        let r = rng.below(k as u32 + 1) as usize;
+                        perm.swap(k, r);
+                    }
+                }
+                let row = &mut a[i * t..(i + 1) * t];
+                for &pj in &perm[..n] {
+                    let j = pj as usize;
+                    let mut d = 0.0;
+                    for (k, &aik) in row.iter().enumerate() {
+                        if aik != 0.0 {
+                            d += aik * g[k * t + j];
+                        }
+                    }
+                    let gjj = g[j * t + j];
+                    if d < 0.0 && gjj > 0.0 {
+                        row[j] -= d / gjj;
+                        stats.projections += 1;
+                    }
+                }
+            }
+        }
+    }
+    for j in 0..t {
+        b[j] = (0..t).map(|i| a[i * t + j]).sum();
+    }
+    Ok((Coefficients { tasks: t, a, b }, stats))
+}
+
+/// The merge weight of a segment.
+fn weight(layout: &Layout<'_>, s: usize, reduction: Reduction) -> f64 {
+    if reduction == Reduction::Mean && layout.is_shared(s) {
+        1.0 / layout.tasks() as f64
+    } else {
+        1.0
+    }
+}
+
+fn check_apply(layout: &Layout<'_>, coef: &Coefficients<'_>, lo: usize, hi: usize) -> Result<()> {
+    check_range(layout, lo, hi)?;
+    if coef.tasks != layout.tasks() {
+        return Err(Error::LengthMismatch);
+    }
+    Ok(())
+}
+
+/// Phase 3, merged only: `merged[n - lo] = w(n) sum_j b_j g_j[n]` for n in
+/// `lo..hi`. `merged` must hold `hi - lo` values; `tile` must hold
+/// [`tile_len`] doubles (used only when a coefficient is out of the `f32`
+/// range, which sends the pass through `f64`).
+pub fn apply_merged<F: Element, G: Gradients<F>>(
+    grads: &G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    lo: usize,
+    hi: usize,
+    merged: &mut [F],
+    tile: &mut [f64],
+) -> Result<()> {
+    let layout = *grads.layout();
+    check_apply(&layout, coef, lo, hi)?;
+    if merged.len() != hi - lo {
+        return Err(Error::LengthMismatch);
+    }
+    if tile.len() < tile_len(layout.tasks())? {
+        return Err(Error::WorkspaceTooSmall);
+    }
+    let t = layout.tasks();
+    let fits = coef.b.iter().all(|&b| F::coef_fits(b) && F::coef_fits(b / t as f64));
+    for seg in layout.pieces(lo, hi) {
+        let w = weight(&layout, seg.index, reduction);
+        if fits {
+            for piece in seg.blocks(BLOCK) {
+                let out = &mut merged[piece.start - lo..piece.end - lo];
+                out.fill(F::zero());
+                for j in (0..t).filter(|&j| layout.has_grad(j, seg.index)) {
+                    F::axpy(out, F::from_f64(coef.b[j] * w), grads.values(j, &piece));
+                }
+            }
+        } else {
+            for piece in seg.blocks(TILE_W) {
+                let (rows, acc) = load_tile(grads, &piece, tile);
+                merged_from_tile(rows, coef.b, w, acc, &mut merged[piece.start - lo..piece.end - lo]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Phase 3 with the projected gradients: writes g'_i = sum_j A_ij g_j over
+/// `lo..hi` back into the gradient buffers, and the merged gradient into
+/// `merged` (`hi - lo` values) when given. Computed in `f64` through a
+/// (T + 1) x TILE_W tile (`tile` holds [`tile_len`] doubles).
+pub fn apply_projected<F: Element, G: GradientsMut<F>>(
+    grads: &mut G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    lo: usize,
+    hi: usize,
+    mut merged: Option<&mut [F]>,
+    tile: &mut [f64],
+) -> Result<()> {
+    let t = grads.layout().tasks();
+    check_apply(grads.layout(), coef, lo, hi)?;
+    if merged.as_ref().is_some_and(|m| m.len() != hi - lo) {
+        return Err(Error::LengthMismatch);
+    }
+    if tile.len() < tile_len(t)? {
+        return Err(Error::WorkspaceTooSmall);
+    }
+    let mut cursor = Pieces::new(lo, hi);
+    while let Some(seg) = cursor.next(grads.layout()) {
+        let w = weight(grads.layout(), seg.index, reduction);
+        for piece in seg.blocks(TILE_W) {
+            let (rows, acc) = load_tile(&*grads, &piece, tile);
+            if let Some(m) = merged.as_deref_mut() {
+                merged_from_tile(rows, coef.b, w, acc, &mut m[piece.start - lo..piece.end - lo]);
+            }
+            for i in 0..t {
+                if let Some(dst) = grads.values_mut(i, &piece) {
+                    combine(rows, &coef.a[i * t..(i + 1) * t], acc);
+                    for (o, &v) in dst.iter_mut().zip(acc.iter()) {
+                        *o = F::from_f64(v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads every task's values on `piece` (at most TILE_W columns) into the
+/// tile as `f64` (zeros for tasks without the segment); returns the rows and
+/// an accumulator of the piece's length.
+fn load_tile<'t, F: Element, R: Gradients<F> + ?Sized>(
+    grads: &R,
+    piece: &Segment,
+    tile: &'t mut [f64],
+) -> (&'t [f64], &'t mut [f64]) {
+    let layout = grads.layout();
+    let t = layout.tasks();
+    let len = piece.len();
+    let (rows, acc) = tile.split_at_mut(t * TILE_W);
+    for j in 0..t {
+        let dst = &mut rows[j * TILE_W..j * TILE_W + len];
+        if layout.has_grad(j, piece.index) {
+            for (d, &v) in dst.iter_mut().zip(grads.values(j, piece)) {
+                *d = v.to_f64();
+            }
+        } else {
+            dst.fill(0.0);
+        }
+    }
+    (rows, &mut acc[..len])
+}
+
+/// `out = w * sum_j b_j rows[j]`.
+fn merged_from_tile<F: Element>(rows: &[f64], b: &[f64], w: f64, acc: &mut [f64], out: &mut [F]) {
+    combine(rows, b, acc);
+    for (o, &v) in out.iter_mut().zip(acc.iter()) {
+        *o = F::from_f64(v * w);
+    }
+}
+
+/// `acc[c] = sum_j coef[j] * rows[j][c]`, skipping zero coefficients (a
+/// task that was never projected onto contributes nothing, not 0 * NaN).
+fn combine(rows: &[f64], coef: &[f64], acc: &mut [f64]) {
+    let len = acc.len();
+    acc.fill(0.0);
+    for (j, &cj) in coef.iter().enumerate() {
+        if cj != 0.0 {
+            for (a, &v) in acc.iter_mut().zip(&rows[j * TILE_W..j * TILE_W + len]) {
+                *a += cj * v;
+            }
+        }
+    }
+}
