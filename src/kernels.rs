@@ -161,24 +161,39 @@ pub fn gram_tile_exact<F: Element>(a: [&[F]; 4], b: [&[F]; 4], len: usize, out: 
 /// Scalar twins: the same blocking and accumulation precision as the SIMD
 /// kernels, one lane wide.
 pub mod scalar {
-    /// `out[r][c] += sum_k a[r][k] * b[c][k]`, `f32` accumulation over the
-    /// block, one `f64` add per pair at the end.
+    /// Columns per inner `f32` run of the scalar Gram tile.
+    const RUN: usize = 32;
+
+    /// `out[r][c] += sum_k a[r][k] * b[c][k]`: `f32` accumulation in runs of
+    /// 32 columns (what one SIMD lane sees in a 256-column block), the runs
+    /// summed in `f32`, one `f64` add per pair at the end.
     pub fn gram_tile_f32(a: [&[f32]; 4], b: [&[f32]; 4], len: usize, out: &mut [[f64; 4]; 4]) {
         let a = a.map(|r| &r[..len]);
         let b = b.map(|r| &r[..len]);
-        let mut acc = [[0.0f32; 4]; 4];
-        for k in 0..len {
-            let va = [a[0][k], a[1][k], a[2][k], a[3][k]];
-            let vb = [b[0][k], b[1][k], b[2][k], b[3][k]];
-            for r in 0..4 {
-                for c in 0..4 {
-                    acc[r][c] = va[r].mul_add_fast(vb[c], acc[r][c]);
+        let mut total = [[0.0f32; 4]; 4];
+        let mut k0 = 0;
+        while k0 < len {
+            let k1 = len.min(k0 + RUN);
+            let mut acc = [[0.0f32; 4]; 4];
+            for k in k0..k1 {
+                let va = [a[0][k], a[1][k], a[2][k], a[3][k]];
+                let vb = [b[0][k], b[1][k], b[2][k], b[3][k]];
+                for r in 0..4 {
+                    for c in 0..4 {
+                        acc[r][c] = va[r].mul_add_fast(vb[c], acc[r][c]);
+                    }
                 }
             }
+            for r in 0..4 {
+                for c in 0..4 {
+                    total[r][c] += acc[r][c];
+                }
+            }
+            k0 = k1;
         }
         for r in 0..4 {
             for c in 0..4 {
-                out[r][c] += f64::from(acc[r][c]);
+                out[r][c] += f64::from(total[r][c]);
             }
         }
     }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what it needs
+# first (rustup targets and components, Debian packages), then runs each suite
+# and prints a summary. Exits non-zero on the first failing suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+summary=()
+step() { # step NAME COMMAND...
+    local name=$1; shift
+    echo "==> $name"
+    local t0=$SECONDS
+    "$@"
+    summary+=("ok   $name ($((SECONDS - t0)) s)")
+}
+
+# --- setup -----------------------------------------------------------------
+scripts/setup.sh
+
+# --- Rust core ---------------------------------------------------------------
+step "fmt" cargo fmt --all -- --check
+step "clippy" cargo clippy --all-targets -- -D warnings
+step "unit, conformance and property tests" cargo test --release
+step "docs (missing docs are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+step "no_std link check (thumbv7em-none-eabihf, no allocator)" \
+    cargo build --release --manifest-path tests/no_std_link/Cargo.toml --target thumbv7em-none-eabihf
+
+# --- more suites are added below this line ------------------------------------
+
+echo
+echo "test summary:"
+printf '  %s\n' "${summary[@]}"
+echo "all ${#summary[@]} suites passed"
