@@ -76,6 +76,10 @@ pub struct PcGrad<'a> {
     /// Refuse NaN/Inf input with [`Error::NonFinite`] (free: detected from
     /// the Gram diagonal before anything is written).
     pub check_finite: bool,
+    /// Worker threads for the two streaming passes: 0 = all cores. Only the
+    /// `parallel` feature uses more than one; results are bitwise identical
+    /// for every value.
+    pub threads: usize,
 }
 
 /// The parallel variant of the seed (`PPCGrad`): simultaneous projection,
@@ -100,12 +104,18 @@ impl<'a> PcGrad<'a> {
 
     /// Any mode, mean reduction, no finiteness check.
     pub fn with_mode(mode: Mode<'a>) -> Self {
-        PcGrad { mode, reduction: Reduction::Mean, check_finite: false }
+        PcGrad { mode, reduction: Reduction::Mean, check_finite: false, threads: 1 }
     }
 
     /// Sets the reduction.
     pub fn reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
+        self
+    }
+
+    /// Sets the number of worker threads (0 = all cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
         self
     }
 

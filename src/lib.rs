@@ -65,7 +65,6 @@ pub mod engine;
 mod error;
 pub mod kernels;
 mod layout;
-pub mod reference;
 mod rng;
 
 pub use api::{cosine_matrix, pack, unflatten, workspace_gram, workspace_len, PcGrad, PpcGrad};
