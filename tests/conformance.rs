@@ -1,0 +1,309 @@
+//! Conformance: every vector in `tests/data/conformance/*.json` (produced by
+//! the TensorFlow reference implementation, see the README there) and, when
+//! the environment variable `PCGRAD_EXTRA_VECTORS` names a directory, every
+//! `*.json` in it too (same format).
+//!
+//! Each case goes through the library's flat read-only path (`merge`), the
+//! flat in-place path (`project`), and both per-variable paths, and through
+//! the test suite's own `f64` reference; merged and projected gradients must
+//! match the vectors' float64 results within 1e-5 of the largest absolute
+//! input value.
+//!
+//! This test has its own `main` (no libtest harness) so that its summary
+//! line, `conformance: K cases passed`, always shows in `cargo test` output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::reference::{self, first_mismatch, max_abs, Problem, RefMode};
+use common::{LibMode, LibOutput};
+use serde_json::Value;
+
+/// Tolerance relative to the largest absolute input value.
+const TOL: f64 = 1e-5;
+/// Tolerance of the test's own `f64` reference against the vectors' `f64`
+/// results.
+const REF_TOL: f64 = 1e-9;
+/// Smallest decision margin (see `RefOutput::margin`) at which the
+/// projection count must match the reference exactly.
+const STATS_MARGIN: f64 = 1e-6;
+
+struct Case {
+    name: String,
+    problem: Problem,
+    mode: LibMode,
+    mean: bool,
+    merged: Vec<f64>,
+    projected: Vec<f64>,
+}
+
+fn field<'a>(v: &'a Value, key: &str, file: &Path) -> &'a Value {
+    v.get(key)
+        .unwrap_or_else(|| panic!("{}: missing field `{key}`", file.display()))
+}
+
+fn usize_of(v: &Value, file: &Path) -> usize {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("{}: expected an integer, got {v}", file.display())) as usize
+}
+
+fn floats(v: &Value, file: &Path) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("{}: expected an array", file.display()))
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .unwrap_or_else(|| panic!("{}: expected a number, got {x}", file.display()))
+        })
+        .collect()
+}
+
+fn rows<'a>(v: &'a Value, file: &Path) -> Vec<&'a Value> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("{}: expected an array of rows", file.display()))
+        .iter()
+        .collect()
+}
+
+/// Python's `json` writes non-finite floats as the bare tokens `NaN`,
+/// `Infinity` and `-Infinity`, which are not JSON. The vectors only use them
+/// in informational fields (`decision_margin`), so they become `null`; a
+/// field the test reads as a number then fails loudly.
+fn non_finite_to_null(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else {
+            let token = ["-Infinity", "Infinity", "NaN"]
+                .into_iter()
+                .find(|t| rest.starts_with(t));
+            if let Some(t) = token {
+                out.push_str("null");
+                rest = &rest[t.len()..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+fn load(file: &Path) -> Case {
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: cannot read: {e}", file.display()));
+    let v: Value = serde_json::from_str(&non_finite_to_null(&text))
+        .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", file.display()));
+    let name = field(&v, "name", file).as_str().unwrap_or("?").to_string();
+    let tasks = usize_of(field(&v, "num_tasks", file), file);
+    let dim = usize_of(field(&v, "dim", file), file);
+    let segments: Vec<usize> = rows(field(&v, "segments", file), file)
+        .into_iter()
+        .map(|x| usize_of(x, file))
+        .collect();
+    let has_grad: Vec<bool> = rows(field(&v, "has_grad", file), file)
+        .into_iter()
+        .flat_map(|r| rows(r, file))
+        .map(|b| {
+            b.as_bool()
+                .unwrap_or_else(|| panic!("{name}: has_grad holds a non-boolean"))
+        })
+        .collect();
+    let grads: Vec<f64> = rows(field(&v, "grads", file), file)
+        .into_iter()
+        .flat_map(|r| floats(r, file))
+        .collect();
+    let projected: Vec<f64> = rows(field(&v, "projected_f64_reference", file), file)
+        .into_iter()
+        .flat_map(|r| floats(r, file))
+        .collect();
+    let merged = floats(field(&v, "merged_f64_reference", file), file);
+    let mean = match field(&v, "reduction", file).as_str() {
+        Some("mean") => true,
+        Some("sum") => false,
+        other => panic!("{name}: unknown reduction {other:?}"),
+    };
+    let mode = match field(&v, "mode", file).as_str() {
+        Some("simultaneous") => LibMode::Simultaneous,
+        Some("sequential") => {
+            let table: Vec<u32> = rows(field(&v, "orders", file), file)
+                .into_iter()
+                .flat_map(|r| rows(r, file))
+                .map(|x| usize_of(x, file) as u32)
+                .collect();
+            LibMode::Explicit(table)
+        }
+        other => panic!("{name}: unknown mode {other:?}"),
+    };
+    assert_eq!(grads.len(), tasks * dim, "{name}: grads is not T x N");
+    assert_eq!(
+        projected.len(),
+        tasks * dim,
+        "{name}: projected is not T x N"
+    );
+    assert_eq!(merged.len(), dim, "{name}: merged is not N long");
+    assert_eq!(
+        segments.iter().sum::<usize>(),
+        dim,
+        "{name}: segments do not sum to N"
+    );
+    assert_eq!(
+        has_grad.len(),
+        tasks * segments.len(),
+        "{name}: has_grad is not T x S"
+    );
+    Case {
+        name,
+        problem: Problem {
+            tasks,
+            dim,
+            segments,
+            has_grad,
+            grads,
+        },
+        mode,
+        mean,
+        merged,
+        projected,
+    }
+}
+
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read the vector directory {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn check(case: &Case, what: &str, got: &[f64], want: &[f64], tol: f64) {
+    if let Some((k, g, w)) = first_mismatch(got, want, tol) {
+        panic!(
+            "conformance case {}: {what} differs at index {k}: got {g:e}, want {w:e} (tolerance {tol:e})",
+            case.name
+        );
+    }
+}
+
+fn check_lib(case: &Case, path: &str, out: &LibOutput, projected_want: Option<&[f64]>, tol: f64) {
+    check(
+        case,
+        &format!("{path}: merged"),
+        &out.merged,
+        &case.merged,
+        tol,
+    );
+    if let (Some(got), Some(want)) = (&out.projected, projected_want) {
+        check(case, &format!("{path}: projected"), got, want, tol);
+    }
+}
+
+fn run_case(case: &Case) {
+    let p = &case.problem;
+    let scale = max_abs(&p.grads).max(f64::MIN_POSITIVE);
+    let tol = TOL * scale;
+
+    // The test suite's own reference reproduces the vectors.
+    let rmode: RefMode = common::ref_mode(p.tasks, &case.mode);
+    let r = reference::reference(p, &rmode, case.mean);
+    check(
+        case,
+        "f64 reference: merged",
+        &r.merged,
+        &case.merged,
+        REF_TOL * scale,
+    );
+    check(
+        case,
+        "f64 reference: projected",
+        &r.projected,
+        &case.projected,
+        REF_TOL * scale,
+    );
+
+    // The library, every entry point, f32 (the vectors are f32) and f64.
+    let m = &case.mode;
+    check_lib(
+        case,
+        "merge f32",
+        &common::run_merge::<f32>(p, m, case.mean),
+        None,
+        tol,
+    );
+    check_lib(
+        case,
+        "merge f64",
+        &common::run_merge::<f64>(p, m, case.mean),
+        None,
+        tol,
+    );
+    let out = common::run_project::<f32>(p, m, case.mean);
+    check_lib(case, "project f32", &out, Some(&case.projected), tol);
+    let out = common::run_project::<f64>(p, m, case.mean);
+    check_lib(case, "project f64", &out, Some(&case.projected), tol);
+    let out = common::run_per_variable::<f32>(p, m, case.mean);
+    check_lib(case, "per-variable merge f32", &out, None, tol);
+    let masked = common::mask_projected(p, &case.projected);
+    let out = common::run_per_variable_project::<f32>(p, m, case.mean);
+    check_lib(case, "per-variable project f32", &out, Some(&masked), tol);
+
+    // The statistics agree with the reference's counts, unless a decision
+    // is a tie (a projected gradient that cancelled to zero, as in N = 1,
+    // where the library's dot product is rounding noise of either sign).
+    let stats = common::run_merge::<f32>(p, m, case.mean).stats;
+    assert_eq!(
+        stats.conflicting_pairs, r.conflicting_pairs,
+        "conformance case {}: conflicting pairs differ from the reference",
+        case.name
+    );
+    if r.margin >= STATS_MARGIN {
+        assert_eq!(
+            (stats.conflicting_pairs, stats.projections),
+            (r.conflicting_pairs, r.projections),
+            "conformance case {}: stats (conflicting pairs, projections) differ from the reference",
+            case.name
+        );
+    }
+}
+
+fn main() {
+    let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/conformance");
+    let mut files = json_files(&builtin);
+    assert!(
+        !files.is_empty(),
+        "no conformance vectors in {}",
+        builtin.display()
+    );
+    if let Some(extra) = std::env::var_os("PCGRAD_EXTRA_VECTORS") {
+        let extra = PathBuf::from(extra);
+        let more = json_files(&extra);
+        assert!(
+            !more.is_empty(),
+            "PCGRAD_EXTRA_VECTORS={} holds no *.json vectors",
+            extra.display()
+        );
+        files.extend(more);
+    }
+    let mut passed = 0;
+    for file in &files {
+        let case = load(file);
+        run_case(&case);
+        passed += 1;
+    }
+    println!("conformance: {passed} cases passed");
+}
