@@ -1,13 +1,11 @@
 //! The one-call API: [`PcGrad`] (and [`PpcGrad`]) run the three phases over
 //! the whole problem with one caller workspace.
 
-use crate::engine::{
-    self, accumulate_gram, apply_merged, apply_projected, coefficients, Mode, Order, Reduction,
-    Stats,
-};
+use crate::engine::{self, coefficients, Mode, Order, Reduction, Stats};
 use crate::error::{Error, Result};
 use crate::kernels::Element;
 use crate::layout::{Gradients, GradientsMut};
+use crate::parallel;
 use crate::rng::Rng;
 
 /// Doubles of workspace one call needs for T tasks: the Gram matrix and its
@@ -27,7 +25,9 @@ pub fn workspace_len(tasks: usize) -> Result<usize> {
     let a = engine::gram_workspace_len(tasks)?;
     let b = engine::coefficients_len(tasks)?;
     let c = engine::tile_len(tasks)?;
-    a.checked_add(b).and_then(|x| x.checked_add(c)).ok_or(Error::Overflow)
+    a.checked_add(b)
+        .and_then(|x| x.checked_add(c))
+        .ok_or(Error::Overflow)
 }
 
 /// After a successful one-call run, the T x T Gram matrix (g_i . g_j,
@@ -47,7 +47,11 @@ pub fn cosine_matrix(gram: &[f64], tasks: usize, out: &mut [f64]) -> Result<()> 
     for i in 0..tasks {
         for j in 0..tasks {
             let d = libm::sqrt(gram[i * tasks + i]) * libm::sqrt(gram[j * tasks + j]);
-            out[i * tasks + j] = if d > 0.0 { gram[i * tasks + j] / d } else { 0.0 };
+            out[i * tasks + j] = if d > 0.0 {
+                gram[i * tasks + j] / d
+            } else {
+                0.0
+            };
         }
     }
     Ok(())
@@ -104,7 +108,12 @@ impl<'a> PcGrad<'a> {
 
     /// Any mode, mean reduction, no finiteness check.
     pub fn with_mode(mode: Mode<'a>) -> Self {
-        PcGrad { mode, reduction: Reduction::Mean, check_finite: false, threads: 1 }
+        PcGrad {
+            mode,
+            reduction: Reduction::Mean,
+            check_finite: false,
+            threads: 1,
+        }
     }
 
     /// Sets the reduction.
@@ -144,7 +153,8 @@ impl<'a> PcGrad<'a> {
         let gl = engine::gram_workspace_len(t)?;
         let (gram, rest) = workspace.split_at_mut(gl);
         gram.fill(0.0);
-        accumulate_gram(grads, 0, layout.dim(), gram)?;
+        let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
+        parallel::accumulate_gram(grads, gram, w)?;
         if self.check_finite && (0..t).any(|i| !gram[i * t + i].is_finite()) {
             return Err(Error::NonFinite);
         }
@@ -170,7 +180,8 @@ impl<'a> PcGrad<'a> {
         let t = layout.tasks();
         let (coef_ws, tile) = workspace[off..].split_at_mut(engine::coefficients_len(t)?);
         let coef = engine::Coefficients::from_workspace(t, coef_ws)?;
-        apply_merged(grads, &coef, self.reduction, 0, layout.dim(), merged, tile)?;
+        let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
+        parallel::apply_merged(grads, &coef, self.reduction, merged, tile, w)?;
         Ok(stats)
     }
 
@@ -193,7 +204,8 @@ impl<'a> PcGrad<'a> {
         let (off, stats) = self.prepare(&*grads, workspace)?;
         let (coef_ws, tile) = workspace[off..].split_at_mut(engine::coefficients_len(t)?);
         let coef = engine::Coefficients::from_workspace(t, coef_ws)?;
-        apply_projected(grads, &coef, self.reduction, 0, n, merged, tile)?;
+        let w = parallel::workers(self.threads, t.saturating_mul(n));
+        parallel::apply_projected(grads, &coef, self.reduction, merged, tile, w)?;
         Ok(stats)
     }
 }
@@ -224,7 +236,11 @@ pub fn pack<F: Element>(
     if out.len() != tasks.checked_mul(n).ok_or(Error::Overflow)? {
         return Err(Error::LengthMismatch);
     }
-    if vars.iter().enumerate().any(|(c, v)| v.is_some_and(|v| v.len() != segments[c % s])) {
+    if vars
+        .iter()
+        .enumerate()
+        .any(|(c, v)| v.is_some_and(|v| v.len() != segments[c % s]))
+    {
         return Err(Error::LengthMismatch);
     }
     let mut pos = 0;

@@ -72,7 +72,12 @@ impl<'a> Layout<'a> {
         if !has_grad.is_empty() && has_grad.len() != tasks.checked_mul(s).ok_or(Error::Overflow)? {
             return Err(Error::LengthMismatch);
         }
-        Ok(Layout { tasks, dim, segments, has_grad })
+        Ok(Layout {
+            tasks,
+            dim,
+            segments,
+            has_grad,
+        })
     }
 
     /// The number of tasks T.
@@ -144,7 +149,12 @@ pub(crate) struct Pieces {
 
 impl Pieces {
     pub(crate) fn new(lo: usize, hi: usize) -> Self {
-        Pieces { s: 0, start: 0, lo, hi }
+        Pieces {
+            s: 0,
+            start: 0,
+            lo,
+            hi,
+        }
     }
 
     pub(crate) fn next(&mut self, layout: &Layout<'_>) -> Option<Segment> {
@@ -154,7 +164,12 @@ impl Pieces {
             let end = base + layout.segment_len(s);
             self.s += 1;
             self.start = end;
-            let piece = Segment { index: s, base, start: base.max(self.lo), end: end.min(self.hi) };
+            let piece = Segment {
+                index: s,
+                base,
+                start: base.max(self.lo),
+                end: end.min(self.hi),
+            };
             if piece.start < piece.end {
                 return Some(piece);
             }
@@ -172,7 +187,11 @@ impl Segment {
                 return None;
             }
             let b1 = self.end.min(b0 + width);
-            let piece = Segment { start: b0, end: b1, ..self };
+            let piece = Segment {
+                start: b0,
+                end: b1,
+                ..self
+            };
             b0 = b1;
             Some(piece)
         })
@@ -184,14 +203,15 @@ impl Segment {
     }
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
 /// Read access to the T task gradients of a problem: implemented by
 /// [`Flat`], [`FlatMut`], [`PerVariable`] and [`PerVariableMut`]. Sealed: the
 /// engine trusts the slice lengths these types validated on construction.
-pub trait Gradients<F: Element>: sealed::Sealed {
+/// `Sync` so that the threaded passes (feature `parallel`) can share them.
+pub trait Gradients<F: Element>: sealed::Sealed + Sync {
     /// The shape.
     fn layout(&self) -> &Layout<'_>;
     /// Task `t`'s values on the global coordinates `lo..hi`, which lie inside
@@ -206,10 +226,18 @@ pub trait GradientsMut<F: Element>: Gradients<F> {
     /// to write (a per-variable NULL entry).
     #[doc(hidden)]
     fn values_mut(&mut self, t: usize, seg: &Segment) -> Option<&mut [F]>;
+    /// Calls `f` with every (task, segment) cell in row-major T x S order:
+    /// the task's whole writable buffer for that segment, or `None`. Lets the
+    /// threaded apply pass split the buffers by columns without `unsafe`.
+    #[doc(hidden)]
+    fn cells_mut<'s>(&'s mut self, f: &mut dyn FnMut(Option<&'s mut [F]>));
 }
 
 fn check_flat(layout: &Layout<'_>, len: usize) -> Result<()> {
-    let need = layout.tasks.checked_mul(layout.dim).ok_or(Error::Overflow)?;
+    let need = layout
+        .tasks
+        .checked_mul(layout.dim)
+        .ok_or(Error::Overflow)?;
     if len != need {
         return Err(Error::LengthMismatch);
     }
@@ -272,6 +300,17 @@ impl<F: Element> GradientsMut<F> for FlatMut<'_, F> {
     fn values_mut(&mut self, t: usize, seg: &Segment) -> Option<&mut [F]> {
         let base = t * self.layout.dim;
         Some(&mut self.data[base + seg.start..base + seg.end])
+    }
+    fn cells_mut<'s>(&'s mut self, f: &mut dyn FnMut(Option<&'s mut [F]>)) {
+        let layout = self.layout;
+        let mut rest: &'s mut [F] = &mut *self.data;
+        for _ in 0..layout.tasks() {
+            for s in 0..layout.num_segments() {
+                let (cell, tail) = rest.split_at_mut(layout.segment_len(s));
+                f(Some(cell));
+                rest = tail;
+            }
+        }
     }
 }
 
@@ -381,9 +420,8 @@ impl<'a, 'b, F: Element> PerVariableMut<'a, 'b, F> {
             *m = v.is_some();
         }
         let mask: &'a [bool] = mask;
-        let layout = per_variable_layout(tasks, segments, mask, |c| {
-            vars[c].as_ref().map(|v| v.len())
-        })?;
+        let layout =
+            per_variable_layout(tasks, segments, mask, |c| vars[c].as_ref().map(|v| v.len()))?;
         Ok(PerVariableMut { layout, vars })
     }
 }
@@ -405,6 +443,13 @@ impl<F: Element> GradientsMut<F> for PerVariableMut<'_, '_, F> {
     fn values_mut(&mut self, t: usize, seg: &Segment) -> Option<&mut [F]> {
         let (a, b) = offset_in(seg);
         let s = self.layout.num_segments();
-        self.vars[t * s + seg.index].as_deref_mut().map(|v| &mut v[a..b])
+        self.vars[t * s + seg.index]
+            .as_deref_mut()
+            .map(|v| &mut v[a..b])
+    }
+    fn cells_mut<'s>(&'s mut self, f: &mut dyn FnMut(Option<&'s mut [F]>)) {
+        for v in self.vars.iter_mut() {
+            f(v.as_deref_mut());
+        }
     }
 }

@@ -65,6 +65,7 @@ pub mod engine;
 mod error;
 pub mod kernels;
 mod layout;
+pub mod parallel;
 mod rng;
 
 pub use api::{cosine_matrix, pack, unflatten, workspace_gram, workspace_len, PcGrad, PpcGrad};
