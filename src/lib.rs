@@ -76,3 +76,8 @@ pub use layout::{
     Flat, FlatMut, Gradients, GradientsMut, Layout, PerVariable, PerVariableMut, Segment,
 };
 pub use rng::Rng;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
