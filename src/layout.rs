@@ -319,30 +319,32 @@ fn offset_in(seg: &Segment) -> (usize, usize) {
     (seg.start - seg.base, seg.end - seg.base)
 }
 
-fn per_variable_layout<'a>(
+/// Validates per-variable buffers against the segment lengths (`present`
+/// gives a cell's buffer length, `None` for no buffer) and the shape checks
+/// of [`Layout::new`], writing nothing; returns N. The constructors fill the
+/// caller's mask only after this succeeded, so a refused call leaves it as
+/// it was.
+fn check_per_variable(
     tasks: usize,
-    segments: &'a [usize],
-    has_grad: &'a [bool],
+    segments: &[usize],
+    cells: usize,
     present: impl Fn(usize) -> Option<usize>,
-) -> Result<Layout<'a>> {
+) -> Result<usize> {
     let s = segments.len();
-    let cells = tasks.checked_mul(s).ok_or(Error::Overflow)?;
-    if has_grad.len() != cells {
+    if cells != tasks.checked_mul(s).ok_or(Error::Overflow)? {
         return Err(Error::LengthMismatch);
     }
     let mut dim: usize = 0;
     for &len in segments {
         dim = dim.checked_add(len).ok_or(Error::Overflow)?;
     }
-    for (cell, &want) in has_grad.iter().enumerate() {
-        match present(cell) {
-            Some(len) if len != segments[cell % s] => return Err(Error::LengthMismatch),
-            Some(_) if !want => return Err(Error::LengthMismatch),
-            None if want => return Err(Error::LengthMismatch),
-            _ => {}
+    for cell in 0..cells {
+        if present(cell).is_some_and(|len| len != segments[cell % s]) {
+            return Err(Error::LengthMismatch);
         }
     }
-    Layout::new(tasks, dim, segments, has_grad)
+    Layout::new(tasks, dim, segments, &[])?;
+    Ok(dim)
 }
 
 /// One buffer per (task, variable): `vars[t * S + s]` is task t's gradient
@@ -370,11 +372,11 @@ impl<'a, F: Element> PerVariable<'a, F> {
         if vars.len() != mask.len() {
             return Err(Error::LengthMismatch);
         }
+        let dim = check_per_variable(tasks, segments, vars.len(), |c| vars[c].map(<[F]>::len))?;
         for (m, v) in mask.iter_mut().zip(vars) {
             *m = v.is_some();
         }
-        let mask: &'a [bool] = mask;
-        let layout = per_variable_layout(tasks, segments, mask, |c| vars[c].map(<[F]>::len))?;
+        let layout = Layout::new(tasks, dim, segments, mask)?;
         Ok(PerVariable { layout, vars })
     }
 }
@@ -416,12 +418,13 @@ impl<'a, 'b, F: Element> PerVariableMut<'a, 'b, F> {
         if vars.len() != mask.len() {
             return Err(Error::LengthMismatch);
         }
+        let dim = check_per_variable(tasks, segments, vars.len(), |c| {
+            vars[c].as_ref().map(|v| v.len())
+        })?;
         for (m, v) in mask.iter_mut().zip(vars.iter()) {
             *m = v.is_some();
         }
-        let mask: &'a [bool] = mask;
-        let layout =
-            per_variable_layout(tasks, segments, mask, |c| vars[c].as_ref().map(|v| v.len()))?;
+        let layout = Layout::new(tasks, dim, segments, mask)?;
         Ok(PerVariableMut { layout, vars })
     }
 }
