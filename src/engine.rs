@@ -16,7 +16,7 @@
 //! the same PRNG state, and applies them to its own range.
 
 use crate::error::{Error, Result};
-use crate::kernels::{gram_tile_exact, Element, BLOCK};
+use crate::kernels::{gram_tile_exact, Element, Tile, BLOCK};
 use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
 use crate::rng::Rng;
 
@@ -80,7 +80,10 @@ pub struct Stats {
 /// Doubles needed by [`accumulate_gram`]: T*T for the Gram matrix and T*T
 /// for a per-chunk partial.
 pub fn gram_workspace_len(tasks: usize) -> Result<usize> {
-    tasks.checked_mul(tasks).and_then(|x| x.checked_mul(2)).ok_or(Error::Overflow)
+    tasks
+        .checked_mul(tasks)
+        .and_then(|x| x.checked_mul(2))
+        .ok_or(Error::Overflow)
 }
 
 /// Doubles needed by [`coefficients`]: T*T for A, T for b, T for the order
@@ -94,7 +97,10 @@ pub fn coefficients_len(tasks: usize) -> Result<usize> {
 
 /// Doubles needed by the apply phase: a (T + 1) x TILE_W tile.
 pub fn tile_len(tasks: usize) -> Result<usize> {
-    tasks.checked_add(1).and_then(|x| x.checked_mul(TILE_W)).ok_or(Error::Overflow)
+    tasks
+        .checked_add(1)
+        .and_then(|x| x.checked_mul(TILE_W))
+        .ok_or(Error::Overflow)
 }
 
 fn check_range(layout: &Layout<'_>, lo: usize, hi: usize) -> Result<()> {
@@ -187,7 +193,12 @@ pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
                     let rb = [0, 1, 2, 3].map(|c| grads.values(ib[c.min(nb - 1)], &piece));
                     let mut out = [[0.0f64; 4]; 4];
                     if fast {
-                        F::gram_tile_fast(ra, rb, len, &mut out);
+                        let shape = Tile {
+                            rows: na,
+                            cols: nb,
+                            diagonal: ta == tb,
+                        };
+                        F::gram_tile_fast(ra, rb, shape, len, &mut out);
                     } else {
                         gram_tile_exact(ra, rb, len, &mut out);
                     }
@@ -238,7 +249,11 @@ impl<'w> Coefficients<'w> {
         if ws.len() < coefficients_len(tasks)? {
             return Err(Error::WorkspaceTooSmall);
         }
-        Ok(Coefficients { tasks, a: &ws[..tt], b: &ws[tt..tt + tasks] })
+        Ok(Coefficients {
+            tasks,
+            a: &ws[..tt],
+            b: &ws[tt..tt + tasks],
+        })
     }
 }
 
@@ -397,7 +412,10 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
         return Err(Error::WorkspaceTooSmall);
     }
     let t = layout.tasks();
-    let fits = coef.b.iter().all(|&b| F::coef_fits(b) && F::coef_fits(b / t as f64));
+    let fits = coef
+        .b
+        .iter()
+        .all(|&b| F::coef_fits(b) && F::coef_fits(b / t as f64));
     for seg in layout.pieces(lo, hi) {
         let w = weight(&layout, seg.index, reduction);
         if fits {
@@ -411,7 +429,13 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
         } else {
             for piece in seg.blocks(TILE_W) {
                 let (rows, acc) = load_tile(grads, &piece, tile);
-                merged_from_tile(rows, coef.b, w, acc, &mut merged[piece.start - lo..piece.end - lo]);
+                merged_from_tile(
+                    rows,
+                    coef.b,
+                    w,
+                    acc,
+                    &mut merged[piece.start - lo..piece.end - lo],
+                );
             }
         }
     }
@@ -445,7 +469,13 @@ pub fn apply_projected<F: Element, G: GradientsMut<F>>(
         for piece in seg.blocks(TILE_W) {
             let (rows, acc) = load_tile(&*grads, &piece, tile);
             if let Some(m) = merged.as_deref_mut() {
-                merged_from_tile(rows, coef.b, w, acc, &mut m[piece.start - lo..piece.end - lo]);
+                merged_from_tile(
+                    rows,
+                    coef.b,
+                    w,
+                    acc,
+                    &mut m[piece.start - lo..piece.end - lo],
+                );
             }
             for i in 0..t {
                 if let Some(dst) = grads.values_mut(i, &piece) {
