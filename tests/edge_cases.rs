@@ -3,6 +3,8 @@
 //! around the SIMD widths, masked segments, per-variable against flat,
 //! pack / unflatten, the diagnostics, the PRNG, and the direct-loop helper.
 
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use common::direct::direct_merge;

@@ -34,7 +34,7 @@ fn problem() -> Problem {
             s ^= s >> 7;
             s ^= s << 17;
             // A shared pull plus noise, so that tasks conflict.
-            let sign = if (k / N) % 2 == 0 { 1.0 } else { -0.7 };
+            let sign = if (k / N).is_multiple_of(2) { 1.0 } else { -0.7 };
             let noise = (s >> 40) as f64 / (1u64 << 24) as f64 - 0.5;
             ((sign * ((k % N) as f64 * 0.001).sin() + noise) as f32) as f64
         })

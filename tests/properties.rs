@@ -11,6 +11,8 @@
 //! buffers hold NaN, which the library must never read); the statistics;
 //! and, for shuffled calls, the PRNG state the call leaves behind.
 
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use common::reference::{self, first_mismatch, max_abs, Problem, RefOutput};

@@ -222,6 +222,9 @@ pub fn first_mismatch(got: &[f64], want: &[f64], tol: f64) -> Option<(usize, f64
     got.iter()
         .zip(want)
         .enumerate()
-        .find(|(_, (g, w))| !((*g - *w).abs() <= tol))
-        .map(|(k, (g, w))| (k, *g, *w))
+        .find(|(_, (&g, &w))| {
+            let e = (g - w).abs();
+            g != w && (e.is_nan() || e > tol)
+        })
+        .map(|(k, (&g, &w))| (k, g, w))
 }
