@@ -26,6 +26,11 @@ step "no_std link check (thumbv7em-none-eabihf, no allocator)" \
     cargo build --release --manifest-path tests/no_std_link/Cargo.toml --target thumbv7em-none-eabihf
 
 # --- more suites are added below this line ------------------------------------
+step "parallel feature: clippy" cargo clippy --all-targets --features parallel -- -D warnings
+step "parallel feature: every test, threads bitwise equal for 1/2/3/7" cargo test --release --features parallel
+step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
+    cargo run --release --features parallel --example roofline -- --quick
+step "benches compile" cargo bench --no-run --features parallel
 
 echo
 echo "test summary:"
