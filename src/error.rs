@@ -34,6 +34,8 @@ pub enum Error {
     InvalidOrder,
     /// A coordinate range is empty-inverted or runs past N.
     InvalidRange,
+    /// A pointer is not aligned for its element type (C API only).
+    Misaligned,
 }
 
 impl Error {
@@ -50,6 +52,7 @@ impl Error {
             Error::InvalidEnum => -8,
             Error::InvalidOrder => -9,
             Error::InvalidRange => -10,
+            Error::Misaligned => -11,
         }
     }
 
@@ -66,6 +69,7 @@ impl Error {
             Error::InvalidEnum => "an enum value is out of range",
             Error::InvalidOrder => "an explicit order is not a permutation of the other tasks",
             Error::InvalidRange => "a coordinate range is inverted or runs past N",
+            Error::Misaligned => "a pointer is not aligned for its element type",
         }
     }
 }
