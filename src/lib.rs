@@ -50,6 +50,7 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `std` | yes | `impl std::error::Error for Error` |
+//! | `parallel` | no | implies `std`; the two passes on threads ([`PcGrad::threads`], [`parallel`]), bitwise the same result for every thread count |
 //!
 //! Without default features the crate needs only `core`: no `alloc`, no
 //! global allocator, no panic handler of its own.
@@ -63,6 +64,8 @@ extern crate std;
 mod api;
 pub mod engine;
 mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 pub mod kernels;
 mod layout;
 pub mod parallel;
