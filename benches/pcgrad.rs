@@ -14,7 +14,6 @@
 //! comparison as a table with the ratio to the memory limit.
 
 #[path = "../tests/common/direct.rs"]
-#[allow(dead_code)]
 mod direct;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

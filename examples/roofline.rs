@@ -17,7 +17,6 @@
 //! cores), `--llc-mib M` (the cache size that separates the regimes, 32).
 
 #[path = "../tests/common/direct.rs"]
-#[allow(dead_code)]
 mod direct;
 
 use pcgrad::{Flat, FlatMut, Layout, PpcGrad};
