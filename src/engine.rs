@@ -7,7 +7,7 @@
 //! 2. [`coefficients`]: O(T^3) scalar work on G alone, giving the matrix A
 //!    with g'_i = sum_j A_ij g_j, and its column sums b_j = sum_i A_ij.
 //! 3. [`apply_merged`] / [`apply_projected`]: one more streaming read,
-//!    writing merged[n] = w(n) sum_j b_j g_j[n] and, on request, the
+//!    writing `merged[n] = w(n) sum_j b_j g_j[n]` and, on request, the
 //!    projected gradients in place.
 //!
 //! Sharding: each shard accumulates its own partial Gram (starting from
