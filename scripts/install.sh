@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds the C library in release mode and installs it:
+#
+#   scripts/install.sh [PREFIX]        # default PREFIX: /usr/local
+#   DESTDIR=/tmp/stage scripts/install.sh /usr
+#
+# Installs PREFIX/lib/libpcgrad.a, PREFIX/lib/libpcgrad.so,
+# PREFIX/include/pcgrad.h and PREFIX/lib/pkgconfig/pcgrad.pc, each under
+# $DESTDIR when it is set (for packaging: the .pc file names PREFIX, not
+# DESTDIR). Honours CARGO and CARGO_TARGET_DIR.
+#
+# Then:  cc app.c $(pkg-config --cflags --libs pcgrad)
+# (PKG_CONFIG_PATH=PREFIX/lib/pkgconfig when PREFIX is not a system prefix).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+prefix=${1:-/usr/local}
+case $prefix in
+/*) ;;
+*) echo "install.sh: PREFIX must be an absolute path, got '$prefix'" >&2; exit 2 ;;
+esac
+prefix=${prefix%/}
+destdir=${DESTDIR:-}
+cargo=${CARGO:-cargo}
+
+"$cargo" build --release -p pcgrad-capi
+
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir=$root/$target_dir ;; esac
+libdir=$target_dir/release
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+if [ -z "$version" ]; then
+    echo "install.sh: no version in Cargo.toml" >&2
+    exit 1
+fi
+
+# The system libraries a Rust static library needs (Libs.private). They
+# come from the standard library only (the crate's dependencies are pure
+# Rust), so an empty staticlib built by the same rustc prints the same list
+# as `cargo rustc -p pcgrad-capi --release -- --print native-static-libs`,
+# without disturbing cargo's build cache.
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+: >"$probe/empty.rs"
+native=$(rustc --crate-type staticlib --crate-name probe --print native-static-libs \
+    -o "$probe/libprobe.a" "$probe/empty.rs" 2>&1 |
+    sed -n 's/^note: native-static-libs: //p' | head -n 1)
+if [ -z "$native" ]; then
+    native="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+    echo "install.sh: could not ask rustc for the native libraries; using: $native" >&2
+fi
+
+dest=$destdir$prefix
+install -d "$dest/lib/pkgconfig" "$dest/include"
+install -m 644 "$libdir/libpcgrad.a" "$dest/lib/libpcgrad.a"
+install -m 755 "$libdir/libpcgrad.so" "$dest/lib/libpcgrad.so"
+install -m 644 include/pcgrad.h "$dest/include/pcgrad.h"
+sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@LIBS_PRIVATE@|$native|" \
+    capi/pcgrad.pc.in >"$dest/lib/pkgconfig/pcgrad.pc"
+chmod 644 "$dest/lib/pkgconfig/pcgrad.pc"
+
+echo "installed pcgrad $version into $dest:"
+echo "  lib/libpcgrad.a lib/libpcgrad.so include/pcgrad.h lib/pkgconfig/pcgrad.pc"
