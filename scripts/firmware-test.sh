@@ -55,9 +55,11 @@ for opt in "${OPTS[@]}"; do
     build_rust "$opt" pcgrad
     build_rust "$opt" base
     echo "--- building libpcgrad.a and the C firmware, opt-level $opt"
-    CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt cargo build --release --quiet -p pcgrad-capi \
+    # The `firmware` profile (root Cargo.toml): release with LTO, so that the
+    # staticlib keeps none of core's panic formatting.
+    CARGO_PROFILE_FIRMWARE_OPT_LEVEL=$opt cargo build --profile firmware --quiet -p pcgrad-capi \
         --no-default-features --target $TRIPLE
-    cp "$CARGO_TARGET_DIR/$TRIPLE/release/libpcgrad.a" "$OUT/libpcgrad-$opt.a"
+    cp "$CARGO_TARGET_DIR/$TRIPLE/firmware/libpcgrad.a" "$OUT/libpcgrad-$opt.a"
     build_c "$opt" pcgrad
     build_c "$opt" base
 done
@@ -129,6 +131,23 @@ big_symbols() { # ELF BASE COUNT
         }' | sort -rn | head -n "$3"
 }
 
+# Bytes of the .data/.bss symbols of ELF that are not in BASE, less the
+# caller-owned buffers the firmware declares for the library (the workspace,
+# reported by T below, and the C firmware's PRNG state): the library's own
+# static RAM, without alignment padding.
+lib_ram() { # ELF BASE
+    arm-none-eabi-nm -t d -S -C "$2" | awk 'NF >= 4 { n = $4; for (i = 5; i <= NF; i++) n = n " " $i; print n }' |
+        sort -u >"$OUT/.base-ram"
+    arm-none-eabi-nm -t d -S -C "$1" | awk -v names="$OUT/.base-ram" '
+        BEGIN { while ((getline n < names) > 0) base[n] = 1 }
+        NF >= 4 && $3 ~ /^[bBdD]$/ {
+            name = $4; for (i = 5; i <= NF; i++) name = name " " $i
+            if (name in base || name ~ /(^|::)(WS|workspace|merge_rng)$/) next
+            s += $2 + 0
+        }
+        END { print s + 0 }'
+}
+
 stack_of() { sed -n 's/^stack_bytes=//p' "$OUT/$1.log"; }
 
 echo
@@ -141,10 +160,7 @@ for lang in rust c; do
         elf="$OUT/$lang-$opt-pcgrad.elf" base="$OUT/$lang-$opt-base.elf"
         flash=$(($(sections "$elf" .text .rodata .ARM.exidx) - $(sections "$base" .text .rodata .ARM.exidx)))
         rt=$(runtime_bytes "$elf" "$base")
-        # Static RAM: .data + .bss growth, less the firmware's own static
-        # workspace (the caller's buffer, reported separately by T).
-        ws=$(sed -n 's/^workspace T=3 doubles=[0-9]* bytes=//p' "$OUT/$lang-$opt-pcgrad.log")
-        ram=$(($(sections "$elf" .data .bss) - $(sections "$base" .data .bss) - ws))
+        ram=$(lib_ram "$elf" "$base")
         lname=$([ "$lang" = rust ] && echo Rust || echo C)
         echo "| $lname | $opt | $flash B ($((flash * 10 / 1024 / 10)).$((flash * 10 / 1024 % 10)) KiB) | $rt B | $((flash - rt)) B | $ram B | $(stack_of "$lang-$opt-pcgrad") B |"
     done

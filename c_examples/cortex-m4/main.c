@@ -13,7 +13,8 @@
  * Over semihosting it prints the per-task losses, the workspace the library
  * needs for several T and the stack high-water mark of one library call (the
  * region below the stack pointer is painted before each call and scanned
- * after it), and exits with status 1 if a task's loss does not fall, if no
+ * after it; bytes are counted from the stack pointer at the library call, so
+ * the firmware's own frames are not included), and exits with status 1 if a task's loss does not fall, if no
  * gradient was ever projected or if the library returns an error.
  *
  * Built with -DPCGRAD_BASELINE the merge is a plain sum (the same reduction
@@ -143,6 +144,15 @@ struct step_stats {
     size_t projections;
 };
 
+/* The stack pointer at the library call, set by merge(). */
+static uintptr_t call_sp;
+
+static inline __attribute__((always_inline)) uintptr_t stack_pointer(void) {
+    uintptr_t sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    return sp;
+}
+
 #ifndef PCGRAD_BASELINE
 static pcgrad_rng merge_rng = {2020};
 
@@ -155,6 +165,7 @@ __attribute__((noinline)) static int merge(struct step_stats *out) {
     cfg.reduction = PCGRAD_REDUCTION_MEAN;
     cfg.rng = &merge_rng;
     pcgrad_stats st;
+    call_sp = stack_pointer();
     int status = pcgrad_merge_flat(&cfg, grads, T * N, segments, S, has_grad, T * S, T, N,
                                    merged, N, &st, NULL, 0, workspace, WS_LEN);
     out->conflicting_pairs = st.conflicting_pairs;
@@ -165,6 +176,7 @@ __attribute__((noinline)) static int merge(struct step_stats *out) {
 /* The plain-sum merge of the footprint baseline: the same reduction rule
  * (mean over the shared trunk, sum over the heads), no projection. */
 __attribute__((noinline)) static int merge(struct step_stats *out) {
+    call_sp = stack_pointer();
     for (size_t n = 0; n < N; n++) {
         float s = 0;
         for (int t = 0; t < T; t++) {
@@ -180,13 +192,11 @@ __attribute__((noinline)) static int merge(struct step_stats *out) {
 #endif
 
 /* Runs one merge with the stack below the stack pointer painted and stores
- * the bytes of stack it used (the merge call and everything it calls,
- * measured from this frame's stack pointer), or PAINT_BYTES if it ran past
- * the painted region. */
+ * the bytes of stack the library call used (everything below the stack
+ * pointer at that call: the library's frames, not the firmware's), or
+ * PAINT_BYTES if it ran past the painted region. */
 __attribute__((noinline)) static int measured_merge(struct step_stats *st, size_t *used) {
-    uintptr_t sp;
-    __asm__ volatile("mov %0, sp" : "=r"(sp));
-    sp &= ~(uintptr_t)3;
+    uintptr_t sp = stack_pointer() & ~(uintptr_t)3;
     volatile uint32_t *bottom = (volatile uint32_t *)(sp - PAINT_BYTES);
     volatile uint32_t *top = (volatile uint32_t *)sp;
     /* Nothing else runs (no interrupts), and this frame lies above sp. */
@@ -198,7 +208,9 @@ __attribute__((noinline)) static int measured_merge(struct step_stats *st, size_
     while (p < top && *p == PATTERN) {
         p++;
     }
-    *used = p == bottom ? PAINT_BYTES : (size_t)((uintptr_t)top - (uintptr_t)p);
+    *used = p == bottom ? PAINT_BYTES
+            : call_sp > (uintptr_t)p ? (size_t)(call_sp - (uintptr_t)p)
+                                     : 0;
     return status;
 }
 

@@ -11,7 +11,9 @@
 //! Over semihosting the firmware prints the per-task losses, the workspace
 //! the library needs for several T, and the stack high-water mark of one
 //! PCGrad call (the region below the stack pointer is painted with a pattern
-//! before each call and scanned after it). It exits with a failure status if
+//! before each call and scanned after it; the bytes are counted from the
+//! stack pointer at the library call, so the firmware's own frames are not
+//! included). It exits with a failure status if
 //! a task's loss does not fall, if no gradient was ever projected, or if the
 //! library returns an error.
 //!
@@ -179,7 +181,8 @@ struct NoRng;
 #[cfg(not(feature = "pcgrad"))]
 type MergeError = core::convert::Infallible;
 
-/// One PCGrad merge: sequential, shuffled order, mean reduction.
+/// One PCGrad merge: sequential, shuffled order, mean reduction. Stores
+/// the stack pointer at the library call in `call_sp`.
 #[cfg(feature = "pcgrad")]
 #[inline(never)]
 fn merge(
@@ -187,14 +190,30 @@ fn merge(
     merged: &mut [f32; N],
     ws: &mut [f64; WS_LEN],
     rng: &mut MergeRng,
+    call_sp: &mut usize,
 ) -> Result<StepStats, MergeError> {
     let layout = pcgrad::Layout::new(T, N, &SEGMENTS, &HAS_GRAD)?;
     let grads = pcgrad::Flat::new(layout, grads)?;
-    let s = pcgrad::PcGrad::new(rng).merge(&grads, merged, ws)?;
+    *call_sp = stack_pointer();
+    let s = library_merge(&mut pcgrad::PcGrad::new(rng), &grads, merged, ws)?;
     Ok(StepStats {
         conflicting_pairs: s.conflicting_pairs,
         projections: s.projections,
     })
+}
+
+/// The library call alone, in a frame of its own: whatever the optimiser
+/// inlines of the library lands in this frame, which the stack measurement
+/// includes (it counts from the stack pointer at this call).
+#[cfg(feature = "pcgrad")]
+#[inline(never)]
+fn library_merge(
+    pcgrad: &mut pcgrad::PcGrad<'_>,
+    grads: &pcgrad::Flat<'_, f32>,
+    merged: &mut [f32],
+    ws: &mut [f64],
+) -> Result<pcgrad::Stats, MergeError> {
+    pcgrad.merge(grads, merged, ws)
 }
 
 /// The plain-sum merge of the footprint baseline: the same reduction rule
@@ -206,7 +225,9 @@ fn merge(
     merged: &mut [f32; N],
     _ws: &mut [f64; WS_LEN],
     _rng: &mut MergeRng,
+    call_sp: &mut usize,
 ) -> Result<StepStats, MergeError> {
+    *call_sp = stack_pointer();
     let shared = SEGMENTS[0] + SEGMENTS[1];
     for (n, m) in merged.iter_mut().enumerate() {
         let s: f32 = (0..T).map(|t| grads[t * N + n]).sum();
@@ -225,9 +246,10 @@ fn stack_pointer() -> usize {
 }
 
 /// Runs one merge with the stack below the current stack pointer painted,
-/// and returns its result and the bytes of stack it used (the merge call
-/// and everything it calls, measured from this frame's stack pointer).
-/// `None` for the bytes means the merge ran past the painted region.
+/// and returns its result and the bytes of stack the library call used
+/// (everything below the stack pointer at that call: the library's frames,
+/// not the firmware's). `None` for the bytes means the merge ran past the
+/// painted region.
 #[inline(never)]
 fn measured_merge(
     grads: &[f32; T * N],
@@ -244,7 +266,8 @@ fn measured_merge(
         // at the top of 4 MiB of RAM; the statics are a few KiB).
         unsafe { write_volatile(a as *mut u32, PATTERN) };
     }
-    let r = merge(grads, merged, ws, rng);
+    let mut call_sp = sp;
+    let r = merge(grads, merged, ws, rng, &mut call_sp);
     let mut lowest = sp;
     for a in (bottom..sp).step_by(4) {
         // SAFETY: as above.
@@ -253,7 +276,7 @@ fn measured_merge(
             break;
         }
     }
-    let used = (lowest > bottom).then_some(sp - lowest);
+    let used = (lowest > bottom).then_some(call_sp.saturating_sub(lowest));
     (r, used)
 }
 
