@@ -16,6 +16,10 @@
 //!   TensorFlow `PPCGrad` computes, and numerically also what its `PCGrad`
 //!   class computes.
 //!
+//! "The seed", throughout these docs, is the TensorFlow implementation this
+//! library was ported from: classes `PCGrad` and `PPCGrad` and helpers
+//! `pack_grad` and `un_flatten_grad`.
+//!
 //! The merged gradient is `w(n) sum_i g'_i[n]` with `w = 1/T` on shared
 //! coordinates under [`Reduction::Mean`] (the default) and 1 elsewhere.
 //!
