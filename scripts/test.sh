@@ -31,6 +31,7 @@ step "parallel feature: every test, threads bitwise equal for 1/2/3/7" cargo tes
 step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
     cargo run --release --features parallel --example roofline -- --quick
 step "benches compile" cargo bench --no-run --features parallel
+step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 
 echo
 echo "test summary:"
