@@ -62,8 +62,14 @@ pub const MIN_WORK: usize = 1 << 19;
 /// most the request, at least 1, and no more than leave every worker
 /// [`MIN_WORK`] elements. Always 1 without the `parallel` feature.
 pub fn workers(threads: usize, elems: usize) -> usize {
+    // Size first: a call too small for a second worker never asks the
+    // system for the core count (which allocates inside std).
+    let most = elems / MIN_WORK;
+    if most <= 1 || threads == 1 {
+        return 1;
+    }
     let want = if threads == 0 { pool::cores() } else { threads };
-    want.min(elems / MIN_WORK).clamp(1, pool::MAX)
+    want.min(most).clamp(1, pool::MAX)
 }
 
 /// Phase 1 over all N columns on `w` workers (at most one per [`CHUNK`]
@@ -127,8 +133,19 @@ mod pool {
     pub const MAX: usize = 256;
 
     /// The number of cores the process may use.
+    /// Asked once per process (the query allocates inside std), then read
+    /// from a cache.
     pub fn cores() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CORES: AtomicUsize = AtomicUsize::new(0);
+        match CORES.load(Ordering::Relaxed) {
+            0 => {
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                CORES.store(n, Ordering::Relaxed);
+                n
+            }
+            n => n,
+        }
     }
 
     /// Runs every job, the last one on the calling thread, the others on
