@@ -151,11 +151,18 @@ impl<'a> PcGrad<'a> {
             engine::check_order_table(table, t)?;
         }
         let gl = engine::gram_workspace_len(t)?;
-        let (gram, rest) = workspace.split_at_mut(gl);
+        // Checked splits (the length was checked above) keep panic paths
+        // out of the library's code.
+        let (gram, rest) = workspace
+            .split_at_mut_checked(gl)
+            .ok_or(Error::WorkspaceTooSmall)?;
         gram.fill(0.0);
         let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
         parallel::accumulate_gram(grads, gram, w)?;
-        if self.check_finite && (0..t).any(|i| !gram[i * t + i].is_finite()) {
+        // The diagonal G_ii, i < T.
+        if self.check_finite
+            && (0..t).any(|i| gram.get(i * (t + 1)).is_some_and(|d| !d.is_finite()))
+        {
             return Err(Error::NonFinite);
         }
         let (_, stats) = coefficients(gram, t, &mut self.mode, rest)?;
@@ -178,7 +185,7 @@ impl<'a> PcGrad<'a> {
         }
         let (off, stats) = self.prepare(grads, workspace)?;
         let t = layout.tasks();
-        let (coef_ws, tile) = workspace[off..].split_at_mut(engine::coefficients_len(t)?);
+        let (coef_ws, tile) = split_rest(workspace, off, engine::coefficients_len(t)?)?;
         let coef = engine::Coefficients::from_workspace(t, coef_ws)?;
         let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
         parallel::apply_merged(grads, &coef, self.reduction, merged, tile, w)?;
@@ -202,12 +209,22 @@ impl<'a> PcGrad<'a> {
             return Err(Error::LengthMismatch);
         }
         let (off, stats) = self.prepare(&*grads, workspace)?;
-        let (coef_ws, tile) = workspace[off..].split_at_mut(engine::coefficients_len(t)?);
+        let (coef_ws, tile) = split_rest(workspace, off, engine::coefficients_len(t)?)?;
         let coef = engine::Coefficients::from_workspace(t, coef_ws)?;
         let w = parallel::workers(self.threads, t.saturating_mul(n));
         parallel::apply_projected(grads, &coef, self.reduction, merged, tile, w)?;
         Ok(stats)
     }
+}
+
+/// `workspace[off..]` split at `mid` (the lengths were checked before, so
+/// the error is never returned; a checked split keeps panic paths out).
+fn split_rest(workspace: &mut [f64], off: usize, mid: usize) -> Result<(&[f64], &mut [f64])> {
+    let (a, b) = workspace
+        .get_mut(off..)
+        .and_then(|w| w.split_at_mut_checked(mid))
+        .ok_or(Error::WorkspaceTooSmall)?;
+    Ok((a, b))
 }
 
 /// Packs per-variable gradients into a flat T x N buffer (the seed's

@@ -249,31 +249,40 @@ impl<'w> Coefficients<'w> {
         if ws.len() < coefficients_len(tasks)? {
             return Err(Error::WorkspaceTooSmall);
         }
-        Ok(Coefficients {
-            tasks,
-            a: &ws[..tt],
-            b: &ws[tt..tt + tasks],
-        })
+        let (a, rest) = ws.split_at_checked(tt).ok_or(Error::WorkspaceTooSmall)?;
+        let b = rest.get(..tasks).ok_or(Error::WorkspaceTooSmall)?;
+        Ok(Coefficients { tasks, a, b })
     }
 }
 
 /// Checks an explicit order table: T rows, each a permutation of the other
 /// tasks.
 pub(crate) fn check_order_table(table: &[u32], t: usize) -> Result<()> {
-    let need = t.checked_mul(t - 1).ok_or(Error::Overflow)?;
+    let n = t.saturating_sub(1);
+    let need = t.checked_mul(n).ok_or(Error::Overflow)?;
     if table.len() != need {
         return Err(Error::LengthMismatch);
     }
-    for i in 0..t {
-        let row = &table[i * (t - 1)..(i + 1) * (t - 1)];
-        for (k, &j) in row.iter().enumerate() {
-            let j = j as usize;
-            if j >= t || j == i || row[..k].iter().any(|&x| x as usize == j) {
-                return Err(Error::InvalidOrder);
-            }
+    if n == 0 {
+        return Ok(());
+    }
+    // Entry k of row i: a task, not i, not earlier in the row.
+    for (pos, &j) in table.iter().enumerate() {
+        let (i, k) = (pos / n, pos % n);
+        let earlier = table.get(pos - k..pos).unwrap_or(&[]);
+        // A plain loop, not `contains`: its unrolled search is three times
+        // the code, for rows of T - 1 entries.
+        let repeated = earlier.iter().fold(false, |seen, &x| seen | (x == j));
+        if j as usize >= t || j as usize == i || repeated {
+            return Err(Error::InvalidOrder);
         }
     }
     Ok(())
+}
+
+/// `s[k]`, read without a panic path (every caller's index is in range).
+fn at(s: &[f64], k: usize) -> f64 {
+    s.get(k).copied().unwrap_or(0.0)
 }
 
 /// Phase 2: the coefficients from a full (symmetric) T x T Gram matrix.
@@ -290,85 +299,85 @@ pub fn coefficients<'w>(
     }
     let t = tasks;
     let tt = t.checked_mul(t).ok_or(Error::Overflow)?;
-    if gram.len() < tt {
-        return Err(Error::LengthMismatch);
-    }
+    let g = gram.get(..tt).ok_or(Error::LengthMismatch)?;
     if ws.len() < coefficients_len(t)? {
         return Err(Error::WorkspaceTooSmall);
     }
     if let Mode::Sequential(Order::Explicit(table)) = mode {
         check_order_table(table, t)?;
     }
-    let g = &gram[..tt];
-    let (a, rest) = ws.split_at_mut(tt);
-    let (b, rest) = rest.split_at_mut(t);
-    let perm = &mut rest[..t];
+    // Slicing through `get` (the lengths were checked above) keeps panic
+    // paths, and their code, out of this function.
+    let (a, rest) = ws
+        .split_at_mut_checked(tt)
+        .ok_or(Error::WorkspaceTooSmall)?;
+    let (b, rest) = rest
+        .split_at_mut_checked(t)
+        .ok_or(Error::WorkspaceTooSmall)?;
+    // The visiting order of one task: the T - 1 others.
+    let n = t - 1;
+    let perm = rest.get_mut(..n).ok_or(Error::WorkspaceTooSmall)?;
     let mut stats = Stats::default();
-    for i in 0..t {
-        for j in i + 1..t {
-            if g[i * t + j] < 0.0 {
+    // Simultaneous projection is the sequential loop in ascending order with
+    // every dot product taken with the original g_i: d = G_ij, and
+    // 0 - d / G_jj equals -G_ij / G_jj bitwise (d < 0 < G_jj).
+    let simultaneous = matches!(mode, Mode::Simultaneous);
+    for (i, row) in a.chunks_exact_mut(t).enumerate() {
+        // Row i of A starts as e_i; the loop below reads only this row.
+        for (k, x) in row.iter_mut().enumerate() {
+            *x = if k == i { 1.0 } else { 0.0 };
+        }
+        // The visiting order of task i, as task indices in `perm`, each
+        // stored as the bit pattern of an f64 (the workspace is f64 scratch;
+        // bit moves need no soft-float conversion on FPU-less targets).
+        for (k, p) in perm.iter_mut().enumerate() {
+            let j = match mode {
+                Mode::Sequential(Order::Explicit(table)) => {
+                    table.get(i * n + k).map_or(0, |&j| j as usize)
+                }
+                _ => k + usize::from(k >= i),
+            };
+            *p = f64::from_bits(j as u64);
+        }
+        if let Mode::Sequential(Order::Shuffled(rng)) = mode {
+            // Fisher-Yates over the T - 1 others (`below(k + 1)` is at most
+            // k, so the `min` changes nothing).
+            for k in (1..n).rev() {
+                let r = rng.below(k as u32 + 1) as usize;
+                if let Some(head) = perm.get_mut(..=k) {
+                    head.swap(k, r.min(k));
+                }
+            }
+        }
+        for &pj in perm.iter() {
+            let j = pj.to_bits() as usize;
+            let gij = at(g, i * t + j);
+            // Every pair i < j is visited once, from task i.
+            if j > i && gij < 0.0 {
                 stats.conflicting_pairs += 1;
             }
-        }
-    }
-    a.fill(0.0);
-    for i in 0..t {
-        a[i * t + i] = 1.0;
-    }
-    match mode {
-        Mode::Simultaneous => {
-            for i in 0..t {
-                for j in 0..t {
-                    let gij = g[i * t + j];
-                    let gjj = g[j * t + j];
-                    if i != j && gij < 0.0 && gjj > 0.0 {
-                        a[i * t + j] = -gij / gjj;
-                        stats.projections += 1;
+            let d = if simultaneous {
+                gij
+            } else {
+                let mut d = 0.0;
+                for (k, &aik) in row.iter().enumerate() {
+                    if aik != 0.0 {
+                        d += aik * at(g, k * t + j);
                     }
                 }
-            }
-        }
-        Mode::Sequential(order) => {
-            for i in 0..t {
-                // The visiting order of task i, as task indices in `perm`
-                // (small integers, exact in f64).
-                let mut n = 0;
-                for j in 0..t {
-                    if j != i {
-                        perm[n] = match order {
-                            Order::Explicit(table) => f64::from(table[i * (t - 1) + n]),
-                            _ => j as f64,
-                        };
-                        n += 1;
-                    }
+                d
+            };
+            let gjj = at(g, j * (t + 1));
+            if d < 0.0 && gjj > 0.0 {
+                if let Some(aij) = row.get_mut(j) {
+                    *aij -= d / gjj;
                 }
-                if let Order::Shuffled(rng) = order {
-                    // Fisher-Yates over the T - 1 others.
-                    for k in (1..n).rev() {
-                        let r = rng.below(k as u32 + 1) as usize;
-                        perm.swap(k, r);
-                    }
-                }
-                let row = &mut a[i * t..(i + 1) * t];
-                for &pj in &perm[..n] {
-                    let j = pj as usize;
-                    let mut d = 0.0;
-                    for (k, &aik) in row.iter().enumerate() {
-                        if aik != 0.0 {
-                            d += aik * g[k * t + j];
-                        }
-                    }
-                    let gjj = g[j * t + j];
-                    if d < 0.0 && gjj > 0.0 {
-                        row[j] -= d / gjj;
-                        stats.projections += 1;
-                    }
-                }
+                stats.projections += 1;
             }
         }
     }
-    for j in 0..t {
-        b[j] = (0..t).map(|i| a[i * t + j]).sum();
+    for (j, bj) in b.iter_mut().enumerate() {
+        *bj = (0..t).map(|i| at(a, i * t + j)).sum();
     }
     Ok((Coefficients { tasks: t, a, b }, stats))
 }
