@@ -33,6 +33,16 @@ QEMU=(qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor non
     -serial none -semihosting-config enable=on,target=native)
 OPTS=(s 3)
 
+# --- lint ---------------------------------------------------------------------
+
+# The firmware crate is not a workspace member, so the project's fmt and
+# clippy steps do not see it.
+echo "--- fmt and clippy of the Rust firmware (with and without the library)"
+(cd examples/cortex-m4 &&
+    cargo fmt --check &&
+    cargo clippy --release --quiet -- -D warnings &&
+    cargo clippy --release --quiet --no-default-features -- -D warnings)
+
 # --- builds -------------------------------------------------------------------
 
 build_rust() { # OPT VARIANT(pcgrad|base)

@@ -32,6 +32,7 @@ step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
     cargo run --release --features parallel --example roofline -- --quick
 step "benches compile" cargo bench --no-run --features parallel
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
+step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
 
 echo
 echo "test summary:"
