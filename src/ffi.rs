@@ -1667,3 +1667,1958 @@ pub unsafe extern "C" fn pcgrad_apply_projected_flat(
         }
     })())
 }
+
+// ---------------------------------------------------------------------------
+// Tests. They live here so that every `unsafe` of the crate stays in this
+// module; each unsafe block says why its pointers are valid. Small shapes
+// (N = 13, not a multiple of 8; T in {1, 2, 3, 5}) keep a Miri run short.
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::{cosine_matrix, pack, unflatten, workspace_gram, PpcGrad};
+    use core::ffi::CStr;
+    use pcgrad_status::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    const N: usize = 13;
+    const SEGS: [usize; 3] = [5, 1, 7];
+    const S: usize = SEGS.len();
+    const TASKS: [usize; 4] = [1, 2, 3, 5];
+    const SEED: u64 = 0x5EED_1234;
+    /// Values no computation produces, in every output before a call.
+    const SENT32: f32 = -12345.678;
+    const SENT64: f64 = -9876.5;
+    /// What a flat buffer holds where its task has no gradient (ignored).
+    const GARBAGE: f32 = 7.5;
+    const ALL_CODES: [pcgrad_status; 12] = [
+        PCGRAD_OK,
+        PCGRAD_ERROR_NULL_POINTER,
+        PCGRAD_ERROR_NO_TASKS,
+        PCGRAD_ERROR_LENGTH_MISMATCH,
+        PCGRAD_ERROR_OVERFLOW,
+        PCGRAD_ERROR_WORKSPACE_TOO_SMALL,
+        PCGRAD_ERROR_NON_FINITE,
+        PCGRAD_ERROR_OVERLAP,
+        PCGRAD_ERROR_INVALID_ENUM,
+        PCGRAD_ERROR_INVALID_ORDER,
+        PCGRAD_ERROR_INVALID_RANGE,
+        PCGRAD_ERROR_MISALIGNED,
+    ];
+
+    /// Task t's gradient at coordinate c: multiples of 1/8 below 2 in
+    /// magnitude, so every dot product of N = 13 terms is exact and the
+    /// result does not depend on how the range is split. Odd tasks pull
+    /// against even ones, so tasks conflict.
+    fn value(t: usize, c: usize) -> f32 {
+        let base = ((c * 7 + 3) % 11) as f32 * 0.25 - 1.25;
+        let noise = ((c * 3 + t * 5) % 7) as f32 * 0.125 - 0.375;
+        if t.is_multiple_of(2) {
+            base + noise
+        } else {
+            noise - base
+        }
+    }
+
+    /// Whether task t has a gradient for segment s of `SEGS`.
+    fn present(t: usize, s: usize) -> bool {
+        (t + s) % 4 != 3
+    }
+
+    fn seg_start(s: usize) -> usize {
+        SEGS[..s].iter().sum()
+    }
+
+    /// The row-major T x N buffer; `segmented` puts `GARBAGE` where a task
+    /// has no gradient.
+    fn grads(t: usize, segmented: bool) -> Vec<f32> {
+        let mut g: Vec<f32> = (0..t * N).map(|k| value(k / N, k % N)).collect();
+        if segmented {
+            for i in 0..t {
+                for s in 0..S {
+                    if !present(i, s) {
+                        let a = i * N + seg_start(s);
+                        g[a..a + SEGS[s]].fill(GARBAGE);
+                    }
+                }
+            }
+        }
+        g
+    }
+
+    fn mask_bytes(t: usize) -> Vec<u8> {
+        (0..t * S)
+            .map(|c| u8::from(present(c / S, c % S)))
+            .collect()
+    }
+
+    fn bits32(xs: &[f32]) -> Vec<u32> {
+        xs.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn bits64(xs: &[f64]) -> Vec<u64> {
+        xs.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn stats_of(s: Stats) -> pcgrad_stats {
+        pcgrad_stats {
+            conflicting_pairs: s.conflicting_pairs,
+            projections: s.projections,
+        }
+    }
+
+    const STATS_SENT: pcgrad_stats = pcgrad_stats {
+        conflicting_pairs: 777,
+        projections: 777,
+    };
+
+    /// NULL for an empty slice (an absent optional buffer).
+    fn cp<T>(v: &[T]) -> *const T {
+        if v.is_empty() {
+            ptr::null()
+        } else {
+            v.as_ptr()
+        }
+    }
+
+    /// `Vec::as_mut_ptr`, which leaves earlier pointers into the vector
+    /// valid; NULL for an empty vector.
+    fn mp<T>(v: &mut Vec<T>) -> *mut T {
+        if v.is_empty() {
+            ptr::null_mut()
+        } else {
+            v.as_mut_ptr()
+        }
+    }
+
+    /// `p` moved one byte on: misaligned for any type wider than a byte.
+    /// Never dereferenced: every function must refuse it first.
+    fn mis<T>(p: *const T) -> *const T {
+        p.cast::<u8>().wrapping_add(1).cast()
+    }
+
+    fn mis_mut<T>(p: *mut T) -> *mut T {
+        p.cast::<u8>().wrapping_add(1).cast()
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum M {
+        Fixed,
+        Shuffled,
+        Explicit,
+        Simultaneous,
+    }
+
+    const MODES: [M; 4] = [M::Fixed, M::Shuffled, M::Explicit, M::Simultaneous];
+
+    /// Row i visits the other tasks in descending order.
+    fn order_table(t: usize) -> Vec<u32> {
+        (0..t)
+            .flat_map(|i| (0..t).rev().filter(move |&j| j != i).map(|j| j as u32))
+            .collect()
+    }
+
+    /// The default config, read back through `pcgrad_config_default`.
+    fn default_config() -> pcgrad_config {
+        // SAFETY: all-zero bits are a valid `pcgrad_config` (integers and
+        // raw pointers only); it is overwritten below anyway.
+        let mut c: pcgrad_config = unsafe { core::mem::zeroed() };
+        c.mode = 99;
+        // SAFETY: `c` is a live, aligned, writable `pcgrad_config`.
+        assert_eq!(unsafe { pcgrad_config_default(&mut c) }, PCGRAD_OK);
+        c
+    }
+
+    fn config(m: M, reduction: u32) -> pcgrad_config {
+        let mut c = default_config();
+        match m {
+            M::Fixed => {}
+            M::Shuffled => c.order = PCGRAD_ORDER_SHUFFLED,
+            M::Explicit => c.order = PCGRAD_ORDER_EXPLICIT,
+            M::Simultaneous => {
+                c.mode = PCGRAD_MODE_SIMULTANEOUS;
+                // Ignored in simultaneous mode: the PRNG is not touched.
+                c.order = PCGRAD_ORDER_SHUFFLED;
+            }
+        }
+        c.reduction = reduction;
+        c
+    }
+
+    fn cfg_bits(c: &pcgrad_config) -> [u64; 9] {
+        [
+            u64::from(c.mode),
+            u64::from(c.order),
+            u64::from(c.reduction),
+            u64::from(c.check_finite),
+            u64::from(c.matrix),
+            c.threads as u64,
+            c.order_table.addr() as u64,
+            c.order_table_len as u64,
+            c.rng.addr() as u64,
+        ]
+    }
+
+    /// The same problem through the safe Rust API.
+    fn rust_pc<'a>(m: M, reduction: u32, table: &'a [u32], rng: &'a mut Rng) -> PcGrad<'a> {
+        let pc = match m {
+            M::Fixed => PcGrad::with_mode(Mode::Sequential(Order::Fixed)),
+            M::Shuffled => PcGrad::new(rng),
+            M::Explicit => PcGrad::with_mode(Mode::Sequential(Order::Explicit(table))),
+            M::Simultaneous => PpcGrad::new(),
+        };
+        pc.reduction(match reduction {
+            PCGRAD_REDUCTION_SUM => Reduction::Sum,
+            _ => Reduction::Mean,
+        })
+        .threads(1)
+    }
+
+    /// Output `k` of a set of caller buffers, for the failure checks.
+    trait Fixture {
+        type Args;
+        /// Fresh pointers to every buffer (valid arguments).
+        fn args(&mut self) -> Self::Args;
+        /// Every caller buffer of a call except its scratch workspace.
+        fn snapshot(&self, a: &Self::Args) -> Vec<u64>;
+    }
+
+    /// Runs `call` with arguments spoiled by `edit`, expects `want`, and
+    /// checks that no caller buffer but the workspace changed.
+    #[track_caller]
+    fn fails<F: Fixture>(
+        fx: &mut F,
+        want: pcgrad_status,
+        call: impl Fn(&F::Args) -> pcgrad_status,
+        edit: impl FnOnce(&mut F::Args),
+    ) {
+        fails_case("", fx, want, call, edit)
+    }
+
+    #[track_caller]
+    fn fails_case<F: Fixture>(
+        case: &str,
+        fx: &mut F,
+        want: pcgrad_status,
+        call: impl Fn(&F::Args) -> pcgrad_status,
+        edit: impl FnOnce(&mut F::Args),
+    ) {
+        let mut a = fx.args();
+        edit(&mut a);
+        let before = fx.snapshot(&a);
+        let got = call(&a);
+        assert_eq!(got, want, "{case}");
+        assert!(
+            fx.snapshot(&a) == before,
+            "a call that failed with {got:?} wrote a caller buffer"
+        );
+    }
+
+    // -----------------------------------------------------------------------
+    // Flat one-call fixture: pcgrad_merge_flat / pcgrad_project_flat.
+
+    struct FlatFx {
+        t: usize,
+        segs: Vec<usize>,
+        hg: Vec<u8>,
+        grads: Vec<f32>,
+        merged: Vec<f32>,
+        stats: pcgrad_stats,
+        matrix: Vec<f64>,
+        ws: Vec<f64>,
+        cfg: pcgrad_config,
+        rng: Rng,
+        table: Vec<u32>,
+    }
+
+    struct FlatArgs {
+        cfg: pcgrad_config,
+        /// Replaces `&cfg` when set.
+        config: Option<*const pcgrad_config>,
+        grads: *mut f32,
+        grads_len: usize,
+        segments: *const usize,
+        segments_len: usize,
+        has_grad: *const u8,
+        has_grad_len: usize,
+        tasks: usize,
+        dim: usize,
+        merged: *mut f32,
+        merged_len: usize,
+        stats: *mut pcgrad_stats,
+        matrix: *mut f64,
+        matrix_len: usize,
+        ws: *mut f64,
+        ws_len: usize,
+    }
+
+    impl FlatFx {
+        fn new(t: usize, segmented: bool, m: M, reduction: u32) -> FlatFx {
+            let mut need = 0;
+            // SAFETY: `need` is a live, aligned `usize`.
+            assert_eq!(unsafe { pcgrad_workspace_len(t, &mut need) }, PCGRAD_OK);
+            FlatFx {
+                t,
+                segs: if segmented { SEGS.to_vec() } else { vec![] },
+                hg: if segmented { mask_bytes(t) } else { vec![] },
+                grads: grads(t, segmented),
+                merged: vec![SENT32; N],
+                stats: STATS_SENT,
+                matrix: vec![SENT64; t * t],
+                ws: vec![SENT64; need],
+                cfg: config(m, reduction),
+                rng: Rng::new(SEED),
+                table: order_table(t),
+            }
+        }
+
+        fn has_grad(&self) -> Vec<bool> {
+            self.hg.iter().map(|&b| b == 1).collect()
+        }
+    }
+
+    impl Fixture for FlatFx {
+        type Args = FlatArgs;
+        fn args(&mut self) -> FlatArgs {
+            let mut cfg = self.cfg;
+            cfg.rng = ptr::addr_of_mut!(self.rng);
+            // A dangling, aligned, non-NULL pointer when T = 1 (no entries).
+            cfg.order_table = self.table.as_ptr();
+            cfg.order_table_len = self.table.len();
+            FlatArgs {
+                cfg,
+                config: None,
+                grads: mp(&mut self.grads),
+                grads_len: self.grads.len(),
+                segments: cp(&self.segs),
+                segments_len: self.segs.len(),
+                has_grad: cp(&self.hg),
+                has_grad_len: self.hg.len(),
+                tasks: self.t,
+                dim: N,
+                merged: mp(&mut self.merged),
+                merged_len: self.merged.len(),
+                stats: ptr::addr_of_mut!(self.stats),
+                matrix: mp(&mut self.matrix),
+                matrix_len: self.matrix.len(),
+                ws: mp(&mut self.ws),
+                ws_len: self.ws.len(),
+            }
+        }
+        fn snapshot(&self, a: &FlatArgs) -> Vec<u64> {
+            let mut s: Vec<u64> = Vec::new();
+            s.extend(self.grads.iter().map(|x| u64::from(x.to_bits())));
+            s.extend(self.segs.iter().map(|&x| x as u64));
+            s.extend(self.hg.iter().map(|&x| u64::from(x)));
+            s.extend(self.merged.iter().map(|x| u64::from(x.to_bits())));
+            s.extend([
+                self.stats.conflicting_pairs as u64,
+                self.stats.projections as u64,
+            ]);
+            s.extend(bits64(&self.matrix));
+            s.push(self.rng.state);
+            s.extend(self.table.iter().map(|&x| u64::from(x)));
+            s.extend(cfg_bits(&a.cfg));
+            s
+        }
+    }
+
+    impl FlatArgs {
+        fn config(&self) -> *const pcgrad_config {
+            self.config.unwrap_or(&self.cfg)
+        }
+
+        fn merge(&self) -> pcgrad_status {
+            // SAFETY: every pointer is NULL, points into a live buffer of
+            // the fixture for at least its length, or is a deliberately bad
+            // pointer (NULL, misaligned, overlapping, wrong length) that the
+            // function must refuse before any access, which the caller
+            // asserts.
+            unsafe {
+                pcgrad_merge_flat(
+                    self.config(),
+                    self.grads,
+                    self.grads_len,
+                    self.segments,
+                    self.segments_len,
+                    self.has_grad,
+                    self.has_grad_len,
+                    self.tasks,
+                    self.dim,
+                    self.merged,
+                    self.merged_len,
+                    self.stats,
+                    self.matrix,
+                    self.matrix_len,
+                    self.ws,
+                    self.ws_len,
+                )
+            }
+        }
+
+        fn project(&self) -> pcgrad_status {
+            // SAFETY: as in `merge`.
+            unsafe {
+                pcgrad_project_flat(
+                    self.config(),
+                    self.grads,
+                    self.grads_len,
+                    self.segments,
+                    self.segments_len,
+                    self.has_grad,
+                    self.has_grad_len,
+                    self.tasks,
+                    self.dim,
+                    self.merged,
+                    self.merged_len,
+                    self.stats,
+                    self.matrix,
+                    self.matrix_len,
+                    self.ws,
+                    self.ws_len,
+                )
+            }
+        }
+    }
+
+    /// Runs a one-call entry point with valid arguments.
+    fn run<F: Fixture>(fx: &mut F, call: impl Fn(&F::Args) -> pcgrad_status) -> pcgrad_status {
+        let a = fx.args();
+        call(&a)
+    }
+
+    // -----------------------------------------------------------------------
+    // Per-variable fixture: pcgrad_merge_vars / pcgrad_project_vars.
+
+    struct VarsFx {
+        t: usize,
+        segs: Vec<usize>,
+        /// T x S buffers; empty where the task has no gradient (NULL).
+        cells: Vec<Vec<f32>>,
+        /// S merged buffers.
+        outs: Vec<Vec<f32>>,
+        stats: pcgrad_stats,
+        matrix: Vec<f64>,
+        ws: Vec<f64>,
+        cfg: pcgrad_config,
+        rng: Rng,
+        table: Vec<u32>,
+    }
+
+    struct VarsArgs {
+        cfg: pcgrad_config,
+        config: Option<*const pcgrad_config>,
+        gtab: Vec<*mut f32>,
+        /// Replaces `gtab.as_ptr()` when set.
+        grads: Option<*const *mut f32>,
+        grads_len: usize,
+        segments: *const usize,
+        segments_len: usize,
+        tasks: usize,
+        mtab: Vec<*mut f32>,
+        merged: Option<*const *mut f32>,
+        merged_len: usize,
+        stats: *mut pcgrad_stats,
+        matrix: *mut f64,
+        matrix_len: usize,
+        ws: *mut f64,
+        ws_len: usize,
+    }
+
+    impl VarsFx {
+        fn new(t: usize, m: M, reduction: u32) -> VarsFx {
+            let g = grads(t, false);
+            let cells = (0..t * S)
+                .map(|c| {
+                    let (i, s) = (c / S, c % S);
+                    if present(i, s) {
+                        let a = i * N + seg_start(s);
+                        g[a..a + SEGS[s]].to_vec()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect();
+            let mut need = 0;
+            // SAFETY: `need` is a live, aligned `usize`.
+            assert_eq!(
+                unsafe { pcgrad_workspace_len_vars(t, S, &mut need) },
+                PCGRAD_OK
+            );
+            VarsFx {
+                t,
+                segs: SEGS.to_vec(),
+                cells,
+                outs: SEGS.iter().map(|&l| vec![SENT32; l]).collect(),
+                stats: STATS_SENT,
+                matrix: vec![SENT64; t * t],
+                ws: vec![SENT64; need],
+                cfg: config(m, reduction),
+                rng: Rng::new(SEED),
+                table: order_table(t),
+            }
+        }
+
+        fn merged(&self) -> Vec<f32> {
+            self.outs.concat()
+        }
+    }
+
+    impl Fixture for VarsFx {
+        type Args = VarsArgs;
+        fn args(&mut self) -> VarsArgs {
+            let mut cfg = self.cfg;
+            cfg.rng = ptr::addr_of_mut!(self.rng);
+            cfg.order_table = self.table.as_ptr();
+            cfg.order_table_len = self.table.len();
+            let gtab: Vec<*mut f32> = self.cells.iter_mut().map(mp).collect();
+            let mtab: Vec<*mut f32> = self.outs.iter_mut().map(mp).collect();
+            VarsArgs {
+                cfg,
+                config: None,
+                grads: None,
+                grads_len: gtab.len(),
+                gtab,
+                segments: self.segs.as_ptr(),
+                segments_len: self.segs.len(),
+                tasks: self.t,
+                merged: None,
+                merged_len: mtab.len(),
+                mtab,
+                stats: ptr::addr_of_mut!(self.stats),
+                matrix: mp(&mut self.matrix),
+                matrix_len: self.matrix.len(),
+                ws: mp(&mut self.ws),
+                ws_len: self.ws.len(),
+            }
+        }
+        fn snapshot(&self, a: &VarsArgs) -> Vec<u64> {
+            let mut s: Vec<u64> = Vec::new();
+            for c in self.cells.iter().chain(&self.outs) {
+                s.extend(c.iter().map(|x| u64::from(x.to_bits())));
+            }
+            s.extend(self.segs.iter().map(|&x| x as u64));
+            s.extend([
+                self.stats.conflicting_pairs as u64,
+                self.stats.projections as u64,
+            ]);
+            s.extend(bits64(&self.matrix));
+            s.push(self.rng.state);
+            s.extend(self.table.iter().map(|&x| u64::from(x)));
+            s.extend(cfg_bits(&a.cfg));
+            s.extend(a.gtab.iter().chain(&a.mtab).map(|p| p.addr() as u64));
+            s
+        }
+    }
+
+    impl VarsArgs {
+        fn config(&self) -> *const pcgrad_config {
+            self.config.unwrap_or(&self.cfg)
+        }
+        fn grads(&self) -> *const *mut f32 {
+            self.grads.unwrap_or(self.gtab.as_ptr())
+        }
+        fn merged(&self) -> *const *mut f32 {
+            self.merged.unwrap_or(self.mtab.as_ptr())
+        }
+
+        fn merge(&self) -> pcgrad_status {
+            // SAFETY: as in `FlatArgs::merge`; the pointer tables are owned
+            // by `self` and point at the fixture's buffers (or NULL).
+            unsafe {
+                pcgrad_merge_vars(
+                    self.config(),
+                    self.grads().cast::<*const f32>(),
+                    self.grads_len,
+                    self.segments,
+                    self.segments_len,
+                    self.tasks,
+                    self.merged(),
+                    self.merged_len,
+                    self.stats,
+                    self.matrix,
+                    self.matrix_len,
+                    self.ws,
+                    self.ws_len,
+                )
+            }
+        }
+
+        fn project(&self) -> pcgrad_status {
+            // SAFETY: as in `merge`.
+            unsafe {
+                pcgrad_project_vars(
+                    self.config(),
+                    self.grads(),
+                    self.grads_len,
+                    self.segments,
+                    self.segments_len,
+                    self.tasks,
+                    self.merged(),
+                    self.merged_len,
+                    self.stats,
+                    self.matrix,
+                    self.matrix_len,
+                    self.ws,
+                    self.ws_len,
+                )
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Three-phase fixture: pcgrad_gram_flat, pcgrad_gram_combine,
+    // pcgrad_coefficients, pcgrad_apply_merged_flat,
+    // pcgrad_apply_projected_flat. `gram` holds the full Gram and `coef`
+    // valid coefficients, so every phase can run on its own.
+
+    struct PhFx {
+        t: usize,
+        segs: Vec<usize>,
+        hg: Vec<u8>,
+        grads: Vec<f32>,
+        gram: Vec<f64>,
+        partial: Vec<f64>,
+        coef: Vec<f64>,
+        /// N + 2 floats, so that a too-long `merged_len` stays in bounds.
+        merged: Vec<f32>,
+        tile: Vec<f64>,
+        stats: pcgrad_stats,
+        cfg: pcgrad_config,
+        rng: Rng,
+        table: Vec<u32>,
+    }
+
+    struct PhArgs {
+        cfg: pcgrad_config,
+        config: Option<*const pcgrad_config>,
+        grads: *mut f32,
+        grads_len: usize,
+        segments: *const usize,
+        segments_len: usize,
+        has_grad: *const u8,
+        has_grad_len: usize,
+        tasks: usize,
+        dim: usize,
+        lo: usize,
+        hi: usize,
+        gram: *mut f64,
+        gram_len: usize,
+        partial: *const f64,
+        partial_len: usize,
+        coef: *mut f64,
+        coef_len: usize,
+        reduction: u32,
+        merged: *mut f32,
+        merged_len: usize,
+        stats: *mut pcgrad_stats,
+        tile: *mut f64,
+        tile_len: usize,
+    }
+
+    impl PhFx {
+        fn new(t: usize, m: M) -> PhFx {
+            let hg = mask_bytes(t);
+            let grads = grads(t, true);
+            let hb: Vec<bool> = hg.iter().map(|&b| b == 1).collect();
+            let layout = Layout::new(t, N, &SEGS, &hb).unwrap();
+            let mut gram = vec![0.0; 2 * t * t];
+            engine::accumulate_gram(&Flat::new(layout, &grads).unwrap(), 0, N, &mut gram).unwrap();
+            let mut coef = vec![0.0; engine::coefficients_len(t).unwrap()];
+            let mut mode = Mode::Simultaneous;
+            engine::coefficients(&gram, t, &mut mode, &mut coef).unwrap();
+            PhFx {
+                t,
+                segs: SEGS.to_vec(),
+                hg,
+                grads,
+                partial: gram.clone(),
+                gram,
+                coef,
+                merged: vec![SENT32; N + 2],
+                tile: vec![SENT64; engine::tile_len(t).unwrap()],
+                stats: STATS_SENT,
+                cfg: config(m, PCGRAD_REDUCTION_MEAN),
+                rng: Rng::new(SEED),
+                table: order_table(t),
+            }
+        }
+    }
+
+    impl Fixture for PhFx {
+        type Args = PhArgs;
+        fn args(&mut self) -> PhArgs {
+            let mut cfg = self.cfg;
+            cfg.rng = ptr::addr_of_mut!(self.rng);
+            cfg.order_table = self.table.as_ptr();
+            cfg.order_table_len = self.table.len();
+            PhArgs {
+                cfg,
+                config: None,
+                grads: mp(&mut self.grads),
+                grads_len: self.grads.len(),
+                segments: self.segs.as_ptr(),
+                segments_len: self.segs.len(),
+                has_grad: self.hg.as_ptr(),
+                has_grad_len: self.hg.len(),
+                tasks: self.t,
+                dim: N,
+                lo: 2,
+                hi: 11,
+                gram: mp(&mut self.gram),
+                gram_len: self.gram.len(),
+                partial: self.partial.as_ptr(),
+                partial_len: self.partial.len(),
+                coef: mp(&mut self.coef),
+                coef_len: self.coef.len(),
+                reduction: PCGRAD_REDUCTION_MEAN,
+                merged: mp(&mut self.merged),
+                merged_len: 9,
+                stats: ptr::addr_of_mut!(self.stats),
+                tile: mp(&mut self.tile),
+                tile_len: self.tile.len(),
+            }
+        }
+        fn snapshot(&self, a: &PhArgs) -> Vec<u64> {
+            let mut s: Vec<u64> = Vec::new();
+            s.extend(self.grads.iter().map(|x| u64::from(x.to_bits())));
+            s.extend(self.segs.iter().map(|&x| x as u64));
+            s.extend(self.hg.iter().map(|&x| u64::from(x)));
+            s.extend(bits64(&self.gram));
+            s.extend(bits64(&self.partial));
+            s.extend(bits64(&self.coef));
+            s.extend(self.merged.iter().map(|x| u64::from(x.to_bits())));
+            s.extend([
+                self.stats.conflicting_pairs as u64,
+                self.stats.projections as u64,
+            ]);
+            s.push(self.rng.state);
+            s.extend(self.table.iter().map(|&x| u64::from(x)));
+            s.extend(cfg_bits(&a.cfg));
+            s
+        }
+    }
+
+    // SAFETY (every method): as in `FlatArgs::merge`.
+    impl PhArgs {
+        fn gram_flat(&self) -> pcgrad_status {
+            // SAFETY: see the impl.
+            unsafe {
+                pcgrad_gram_flat(
+                    self.grads,
+                    self.grads_len,
+                    self.segments,
+                    self.segments_len,
+                    self.has_grad,
+                    self.has_grad_len,
+                    self.tasks,
+                    self.dim,
+                    self.lo,
+                    self.hi,
+                    self.gram,
+                    self.gram_len,
+                )
+            }
+        }
+
+        fn combine(&self) -> pcgrad_status {
+            // SAFETY: see the impl.
+            unsafe {
+                pcgrad_gram_combine(
+                    self.partial,
+                    self.partial_len,
+                    self.tasks,
+                    self.gram,
+                    self.gram_len,
+                )
+            }
+        }
+
+        fn coefficients(&self) -> pcgrad_status {
+            // SAFETY: see the impl.
+            unsafe {
+                pcgrad_coefficients(
+                    self.config.unwrap_or(&self.cfg),
+                    self.gram,
+                    self.gram_len,
+                    self.tasks,
+                    self.stats,
+                    self.coef,
+                    self.coef_len,
+                )
+            }
+        }
+
+        fn apply_merged(&self) -> pcgrad_status {
+            // SAFETY: see the impl.
+            unsafe {
+                pcgrad_apply_merged_flat(
+                    self.grads,
+                    self.grads_len,
+                    self.segments,
+                    self.segments_len,
+                    self.has_grad,
+                    self.has_grad_len,
+                    self.coef,
+                    self.coef_len,
+                    self.tasks,
+                    self.dim,
+                    self.reduction,
+                    self.lo,
+                    self.hi,
+                    self.merged,
+                    self.merged_len,
+                    self.tile,
+                    self.tile_len,
+                )
+            }
+        }
+
+        fn apply_projected(&self) -> pcgrad_status {
+            // SAFETY: see the impl.
+            unsafe {
+                pcgrad_apply_projected_flat(
+                    self.grads,
+                    self.grads_len,
+                    self.segments,
+                    self.segments_len,
+                    self.has_grad,
+                    self.has_grad_len,
+                    self.coef,
+                    self.coef_len,
+                    self.tasks,
+                    self.dim,
+                    self.reduction,
+                    self.lo,
+                    self.hi,
+                    self.merged,
+                    self.merged_len,
+                    self.tile,
+                    self.tile_len,
+                )
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Pack and unflatten fixtures.
+
+    struct PackFx {
+        t: usize,
+        segs: Vec<usize>,
+        cells: Vec<Vec<f32>>,
+        out: Vec<f32>,
+        hg: Vec<u8>,
+    }
+
+    struct PackArgs {
+        vtab: Vec<*const f32>,
+        vars: Option<*const *const f32>,
+        vars_len: usize,
+        segments: *const usize,
+        segments_len: usize,
+        tasks: usize,
+        out: *mut f32,
+        out_len: usize,
+        has_grad: *mut u8,
+        has_grad_len: usize,
+    }
+
+    impl PackFx {
+        fn new(t: usize) -> PackFx {
+            let v = VarsFx::new(t, M::Fixed, 0);
+            PackFx {
+                t,
+                segs: v.segs,
+                cells: v.cells,
+                out: vec![SENT32; t * N],
+                hg: vec![9; t * S],
+            }
+        }
+    }
+
+    impl Fixture for PackFx {
+        type Args = PackArgs;
+        fn args(&mut self) -> PackArgs {
+            let vtab: Vec<*const f32> = self.cells.iter().map(|c| cp(c)).collect();
+            PackArgs {
+                vars: None,
+                vars_len: vtab.len(),
+                vtab,
+                segments: self.segs.as_ptr(),
+                segments_len: self.segs.len(),
+                tasks: self.t,
+                out: mp(&mut self.out),
+                out_len: self.out.len(),
+                has_grad: mp(&mut self.hg),
+                has_grad_len: self.hg.len(),
+            }
+        }
+        fn snapshot(&self, a: &PackArgs) -> Vec<u64> {
+            let mut s: Vec<u64> = Vec::new();
+            for c in self.cells.iter().chain([&self.out]) {
+                s.extend(c.iter().map(|x| u64::from(x.to_bits())));
+            }
+            s.extend(self.segs.iter().map(|&x| x as u64));
+            s.extend(self.hg.iter().map(|&x| u64::from(x)));
+            s.extend(a.vtab.iter().map(|p| p.addr() as u64));
+            s
+        }
+    }
+
+    impl PackArgs {
+        fn pack(&self) -> pcgrad_status {
+            // SAFETY: as in `FlatArgs::merge`.
+            unsafe {
+                pcgrad_pack(
+                    self.vars.unwrap_or(self.vtab.as_ptr()),
+                    self.vars_len,
+                    self.segments,
+                    self.segments_len,
+                    self.tasks,
+                    self.out,
+                    self.out_len,
+                    self.has_grad,
+                    self.has_grad_len,
+                )
+            }
+        }
+    }
+
+    struct UnFx {
+        segs: Vec<usize>,
+        flat: Vec<f32>,
+        outs: Vec<Vec<f32>>,
+    }
+
+    struct UnArgs {
+        flat: *const f32,
+        flat_len: usize,
+        segments: *const usize,
+        segments_len: usize,
+        otab: Vec<*mut f32>,
+        outs: Option<*const *mut f32>,
+        outs_len: usize,
+    }
+
+    impl UnFx {
+        fn new() -> UnFx {
+            UnFx {
+                segs: SEGS.to_vec(),
+                flat: (0..N).map(|c| value(1, c)).collect(),
+                outs: SEGS.iter().map(|&l| vec![SENT32; l]).collect(),
+            }
+        }
+    }
+
+    impl Fixture for UnFx {
+        type Args = UnArgs;
+        fn args(&mut self) -> UnArgs {
+            let otab: Vec<*mut f32> = self.outs.iter_mut().map(mp).collect();
+            UnArgs {
+                flat: mp(&mut self.flat),
+                flat_len: self.flat.len(),
+                segments: self.segs.as_ptr(),
+                segments_len: self.segs.len(),
+                outs: None,
+                outs_len: otab.len(),
+                otab,
+            }
+        }
+        fn snapshot(&self, a: &UnArgs) -> Vec<u64> {
+            let mut s: Vec<u64> = Vec::new();
+            for c in self.outs.iter().chain([&self.flat]) {
+                s.extend(c.iter().map(|x| u64::from(x.to_bits())));
+            }
+            s.extend(self.segs.iter().map(|&x| x as u64));
+            s.extend(a.otab.iter().map(|p| p.addr() as u64));
+            s
+        }
+    }
+
+    impl UnArgs {
+        fn unflatten(&self) -> pcgrad_status {
+            // SAFETY: as in `FlatArgs::merge`.
+            unsafe {
+                pcgrad_unflatten(
+                    self.flat,
+                    self.flat_len,
+                    self.segments,
+                    self.segments_len,
+                    self.outs.unwrap_or(self.otab.as_ptr()),
+                    self.outs_len,
+                )
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Success paths against the safe Rust API.
+
+    #[test]
+    fn status_str_describes_every_code() {
+        let text = |code: i32| {
+            let p = pcgrad_status_str(code);
+            assert!(!p.is_null());
+            // SAFETY: non-NULL and documented as a static NUL-terminated
+            // string.
+            unsafe { CStr::from_ptr(p) }.to_str().unwrap()
+        };
+        let known: Vec<&str> = ALL_CODES.iter().map(|&c| text(c as i32)).collect();
+        for (i, a) in known.iter().enumerate() {
+            assert!(!a.is_empty() && *a != "unknown status", "{a}");
+            assert!(known[i + 1..].iter().all(|b| a != b), "duplicate {a}");
+        }
+        assert_eq!(known[0], "success");
+        let errors = [
+            Error::NullPointer,
+            Error::NoTasks,
+            Error::LengthMismatch,
+            Error::Overflow,
+            Error::WorkspaceTooSmall,
+            Error::NonFinite,
+            Error::Overlap,
+            Error::InvalidEnum,
+            Error::InvalidOrder,
+            Error::InvalidRange,
+            Error::Misaligned,
+        ];
+        for (k, e) in errors.into_iter().enumerate() {
+            let st = pcgrad_status::from(e);
+            assert_eq!(st, ALL_CODES[k + 1]);
+            assert_eq!(st as i32, e.code());
+            assert_eq!(text(e.code()), e.as_str());
+        }
+        for code in [1, 2, -12, -100, i32::MIN, i32::MAX] {
+            assert_eq!(text(code), "unknown status");
+        }
+    }
+
+    #[test]
+    fn version_matches_cargo() {
+        // SAFETY: documented as a static NUL-terminated string.
+        let v = unsafe { CStr::from_ptr(pcgrad_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+        let want =
+            std::format!("{PCGRAD_VERSION_MAJOR}.{PCGRAD_VERSION_MINOR}.{PCGRAD_VERSION_PATCH}");
+        assert_eq!(v.to_str().unwrap(), want);
+    }
+
+    #[test]
+    fn zeroed_config_is_the_default_and_valid() {
+        // SAFETY: integers and raw pointers only: all-zero bits are valid.
+        let zero: pcgrad_config = unsafe { core::mem::zeroed() };
+        let d = default_config();
+        assert_eq!(cfg_bits(&d), cfg_bits(&zero));
+        assert!(d.order_table.is_null() && d.rng.is_null());
+        for t in [2, 3] {
+            let mut fx = FlatFx::new(t, true, M::Fixed, 0);
+            let mut a = fx.args();
+            a.cfg = zero;
+            assert_eq!(a.merge(), PCGRAD_OK);
+            let hb = fx.has_grad();
+            let layout = Layout::new(t, N, &SEGS, &hb).unwrap();
+            let mut want = vec![0.0f32; N];
+            let mut ws = vec![0.0; crate::workspace_len(t).unwrap()];
+            let st = PcGrad::with_mode(Mode::Sequential(Order::Fixed))
+                .merge(&Flat::new(layout, &fx.grads).unwrap(), &mut want, &mut ws)
+                .unwrap();
+            assert_eq!(bits32(&fx.merged), bits32(&want));
+            assert_eq!(fx.stats, stats_of(st));
+        }
+    }
+
+    #[test]
+    fn sizes_match_the_rust_api() {
+        let call = |f: unsafe extern "C" fn(usize, *mut usize) -> pcgrad_status, t: usize| {
+            let mut out = 4242usize;
+            // SAFETY: `out` is a live, aligned `usize`.
+            let st = unsafe { f(t, &mut out) };
+            (st, out)
+        };
+        for t in [1, 2, 3, 4, 5, 8, 16] {
+            let ws = crate::workspace_len(t).unwrap();
+            assert_eq!(ws, 3 * t * t + 34 * t + 32);
+            assert_eq!(call(pcgrad_workspace_len, t), (PCGRAD_OK, ws));
+            assert_eq!(call(pcgrad_gram_len, t), (PCGRAD_OK, 2 * t * t));
+            assert_eq!(call(pcgrad_coefficients_len, t), (PCGRAD_OK, t * t + 2 * t));
+            assert_eq!(call(pcgrad_tile_len, t), (PCGRAD_OK, 32 * (t + 1)));
+            for s in [0, 1, 3, 7] {
+                let mut out = 0;
+                // SAFETY: `out` is a live, aligned `usize`.
+                let st = unsafe { pcgrad_workspace_len_vars(t, s, &mut out) };
+                assert_eq!((st, out), (PCGRAD_OK, ws + 2 * t * s + (t * s).div_ceil(8)));
+            }
+        }
+        type SizeFn = unsafe extern "C" fn(usize, *mut usize) -> pcgrad_status;
+        // With whether the size grows as T^2.
+        let fns: [(SizeFn, bool); 4] = [
+            (pcgrad_workspace_len, true),
+            (pcgrad_gram_len, true),
+            (pcgrad_coefficients_len, true),
+            (pcgrad_tile_len, false),
+        ];
+        for (f, square) in fns {
+            // Errors leave `*out` alone.
+            assert_eq!(call(f, 0), (PCGRAD_ERROR_NO_TASKS, 4242));
+            assert_eq!(call(f, usize::MAX), (PCGRAD_ERROR_OVERFLOW, 4242));
+            if square {
+                assert_eq!(
+                    call(f, 1 << (usize::BITS / 2)),
+                    (PCGRAD_ERROR_OVERFLOW, 4242)
+                );
+            }
+            // SAFETY: NULL is refused before any write.
+            assert_eq!(unsafe { f(2, ptr::null_mut()) }, PCGRAD_ERROR_NULL_POINTER);
+            let mut cell = [0usize; 2];
+            // SAFETY: misaligned, refused before any write.
+            let st = unsafe { f(2, mis_mut(cell.as_mut_ptr())) };
+            assert_eq!((st, cell), (PCGRAD_ERROR_MISALIGNED, [0, 0]));
+        }
+        let mut out = 4242usize;
+        for (t, s, want) in [
+            (0, 3, PCGRAD_ERROR_NO_TASKS),
+            (2, usize::MAX, PCGRAD_ERROR_OVERFLOW),
+            (usize::MAX, 1, PCGRAD_ERROR_OVERFLOW),
+            (1, usize::MAX / 2, PCGRAD_ERROR_OVERFLOW),
+        ] {
+            // SAFETY: `out` is a live, aligned `usize`.
+            let st = unsafe { pcgrad_workspace_len_vars(t, s, &mut out) };
+            assert_eq!((st, out), (want, 4242));
+        }
+        // SAFETY: NULL is refused before any write.
+        let st = unsafe { pcgrad_workspace_len_vars(1, 1, ptr::null_mut()) };
+        assert_eq!(st, PCGRAD_ERROR_NULL_POINTER);
+        // SAFETY: NULL / misaligned, refused before any write.
+        unsafe {
+            assert_eq!(
+                pcgrad_config_default(ptr::null_mut()),
+                PCGRAD_ERROR_NULL_POINTER
+            );
+            let mut c = [default_config(); 2];
+            c[0].mode = 7;
+            let p = mis_mut(c.as_mut_ptr());
+            assert_eq!(pcgrad_config_default(p), PCGRAD_ERROR_MISALIGNED);
+            assert_eq!(c[0].mode, 7);
+        }
+    }
+
+    fn reductions() -> [u32; 2] {
+        [PCGRAD_REDUCTION_MEAN, PCGRAD_REDUCTION_SUM]
+    }
+
+    #[test]
+    fn flat_one_call_matches_the_rust_api() {
+        let mut projections = 0;
+        for t in TASKS {
+            for segmented in [false, true] {
+                for m in MODES {
+                    for red in reductions() {
+                        let table = order_table(t);
+                        let matrix_kind = ((t + red as usize) % 2) as u32;
+                        let mut fx = FlatFx::new(t, segmented, m, red);
+                        fx.cfg.matrix = matrix_kind;
+                        let hb = fx.has_grad();
+                        let segs = fx.segs.clone();
+                        let layout = Layout::new(t, N, &segs, &hb).unwrap();
+                        let want_matrix = |ws: &[f64]| {
+                            let g = workspace_gram(ws, t).unwrap();
+                            if matrix_kind == PCGRAD_MATRIX_COSINE {
+                                let mut c = vec![0.0; t * t];
+                                cosine_matrix(g, t, &mut c).unwrap();
+                                c
+                            } else {
+                                g.to_vec()
+                            }
+                        };
+
+                        // Merge.
+                        assert_eq!(run(&mut fx, FlatArgs::merge), PCGRAD_OK);
+                        let mut rng = Rng::new(SEED);
+                        let mut ws = vec![0.0; crate::workspace_len(t).unwrap()];
+                        let mut merged = vec![0.0f32; N];
+                        let st = rust_pc(m, red, &table, &mut rng)
+                            .merge(&Flat::new(layout, &fx.grads).unwrap(), &mut merged, &mut ws)
+                            .unwrap();
+                        assert_eq!(bits32(&fx.merged), bits32(&merged), "T={t} {m:?}");
+                        assert_eq!(fx.stats, stats_of(st));
+                        assert_eq!(bits64(&fx.matrix), bits64(&want_matrix(&ws)));
+                        assert_eq!(fx.rng, rng);
+                        projections += st.projections;
+
+                        // Project in place, with and without merged.
+                        for with_merged in [true, false] {
+                            let mut fx = FlatFx::new(t, segmented, m, red);
+                            fx.cfg.matrix = matrix_kind;
+                            let mut a = fx.args();
+                            if !with_merged {
+                                (a.merged, a.merged_len) = (ptr::null_mut(), 0);
+                                (a.stats, a.matrix, a.matrix_len) =
+                                    (ptr::null_mut(), ptr::null_mut(), 0);
+                            }
+                            assert_eq!(a.project(), PCGRAD_OK);
+                            let mut rng = Rng::new(SEED);
+                            let mut g = grads(t, segmented);
+                            let mut merged = vec![0.0f32; N];
+                            let st = rust_pc(m, red, &table, &mut rng)
+                                .project(
+                                    &mut FlatMut::new(layout, &mut g).unwrap(),
+                                    Some(&mut merged),
+                                    &mut ws,
+                                )
+                                .unwrap();
+                            assert_eq!(bits32(&fx.grads), bits32(&g));
+                            assert_eq!(fx.rng, rng);
+                            if with_merged {
+                                assert_eq!(bits32(&fx.merged), bits32(&merged));
+                                assert_eq!(fx.stats, stats_of(st));
+                                assert_eq!(bits64(&fx.matrix), bits64(&want_matrix(&ws)));
+                            } else {
+                                assert!(fx.merged.iter().all(|x| x.to_bits() == SENT32.to_bits()));
+                                assert_eq!(fx.stats, STATS_SENT);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(projections > 0, "the problems have no conflicts");
+    }
+
+    /// Column ranges of a three-way split of 0..N.
+    const CUTS: [(usize, usize); 3] = [(0, 4), (4, 9), (9, N)];
+
+    #[test]
+    fn three_phases_equal_the_one_call_result() {
+        for t in TASKS {
+            for m in MODES {
+                for red in reductions() {
+                    // The one-call result, through the C ABI.
+                    let mut one = FlatFx::new(t, true, m, red);
+                    assert_eq!(run(&mut one, FlatArgs::merge), PCGRAD_OK);
+                    let mut one_p = FlatFx::new(t, true, m, red);
+                    assert_eq!(run(&mut one_p, FlatArgs::project), PCGRAD_OK);
+
+                    let mut fx = PhFx::new(t, m);
+                    fx.cfg.reduction = red;
+                    let mut gram = vec![0.0; 2 * t * t];
+                    for (lo, hi) in CUTS {
+                        // Each shard: a zeroed partial, then the all-reduce.
+                        let mut a = fx.args();
+                        let mut partial = vec![0.0; 2 * t * t];
+                        (a.lo, a.hi, a.gram) = (lo, hi, partial.as_mut_ptr());
+                        assert_eq!(a.gram_flat(), PCGRAD_OK);
+                        (a.partial, a.gram) = (partial.as_ptr(), gram.as_mut_ptr());
+                        assert_eq!(a.combine(), PCGRAD_OK);
+                    }
+                    assert_eq!(bits64(&gram[..t * t]), bits64(&one.matrix));
+
+                    let mut coef = vec![SENT64; t * t + 2 * t];
+                    let mut a = fx.args();
+                    (a.gram, a.coef, a.coef_len) =
+                        (gram.as_mut_ptr(), coef.as_mut_ptr(), coef.len());
+                    assert_eq!(a.coefficients(), PCGRAD_OK);
+                    assert_eq!(fx.stats, one.stats);
+                    assert_eq!(fx.rng, one.rng);
+
+                    let mut merged = vec![SENT32; N];
+                    let mut merged_p = vec![SENT32; N];
+                    for (lo, hi) in CUTS {
+                        let mut a = fx.args();
+                        (a.lo, a.hi, a.reduction) = (lo, hi, red);
+                        (a.coef, a.coef_len) = (coef.as_mut_ptr(), coef.len());
+                        (a.merged, a.merged_len) = (merged[lo..hi].as_mut_ptr(), hi - lo);
+                        assert_eq!(a.apply_merged(), PCGRAD_OK);
+                        (a.merged, a.merged_len) = (merged_p[lo..hi].as_mut_ptr(), hi - lo);
+                        assert_eq!(a.apply_projected(), PCGRAD_OK);
+                    }
+                    assert_eq!(
+                        bits32(&merged),
+                        bits32(&one.merged),
+                        "T={t} {m:?} red={red}"
+                    );
+                    assert_eq!(bits32(&merged_p), bits32(&one_p.merged));
+                    assert_eq!(bits32(&fx.grads), bits32(&one_p.grads));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn per_variable_equals_flat_with_masks() {
+        for t in TASKS {
+            for m in MODES {
+                for red in reductions() {
+                    // Flat, with has_grad masks (GARBAGE where absent).
+                    let mut flat = FlatFx::new(t, true, m, red);
+                    assert_eq!(run(&mut flat, FlatArgs::merge), PCGRAD_OK);
+                    let mut flat_p = FlatFx::new(t, true, m, red);
+                    assert_eq!(run(&mut flat_p, FlatArgs::project), PCGRAD_OK);
+
+                    // Per variable, NULL where absent.
+                    let mut v = VarsFx::new(t, m, red);
+                    assert_eq!(run(&mut v, VarsArgs::merge), PCGRAD_OK);
+                    assert_eq!(bits32(&v.merged()), bits32(&flat.merged), "T={t} {m:?}");
+                    assert_eq!(v.stats, flat.stats);
+                    assert_eq!(bits64(&v.matrix), bits64(&flat.matrix));
+                    assert_eq!(v.rng, flat.rng);
+
+                    for with_merged in [true, false] {
+                        let mut v = VarsFx::new(t, m, red);
+                        let mut a = v.args();
+                        if !with_merged {
+                            (a.merged, a.merged_len) = (Some(ptr::null()), 0);
+                        }
+                        assert_eq!(a.project(), PCGRAD_OK);
+                        for (c, cell) in v.cells.iter().enumerate() {
+                            let (i, s) = (c / S, c % S);
+                            let at = i * N + seg_start(s);
+                            if present(i, s) {
+                                assert_eq!(bits32(cell), bits32(&flat_p.grads[at..at + SEGS[s]]));
+                            } else {
+                                assert!(cell.is_empty());
+                            }
+                        }
+                        if with_merged {
+                            assert_eq!(bits32(&v.merged()), bits32(&flat_p.merged));
+                        } else {
+                            assert!(v.merged().iter().all(|x| x.to_bits() == SENT32.to_bits()));
+                        }
+                        assert_eq!(v.stats, flat_p.stats);
+                        assert_eq!(v.rng, flat_p.rng);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pack_and_unflatten_match_the_rust_api() {
+        for t in TASKS {
+            let mut fx = PackFx::new(t);
+            assert_eq!(run(&mut fx, PackArgs::pack), PCGRAD_OK);
+            let opts: Vec<Option<&[f32]>> = fx
+                .cells
+                .iter()
+                .map(|c| (!c.is_empty()).then_some(&c[..]))
+                .collect();
+            let mut out = vec![SENT32; t * N];
+            let mut hg = vec![false; t * S];
+            pack(t, &SEGS, &opts, &mut out, &mut hg).unwrap();
+            assert_eq!(bits32(&fx.out), bits32(&out));
+            assert_eq!(fx.hg, mask_bytes(t));
+            assert_eq!(fx.hg, hg.iter().map(|&b| u8::from(b)).collect::<Vec<_>>());
+            // The packed buffer is the flat problem with zeros where absent.
+            let mut want = grads(t, false);
+            for (c, &h) in hg.iter().enumerate() {
+                if !h {
+                    let at = (c / S) * N + seg_start(c % S);
+                    want[at..at + SEGS[c % S]].fill(0.0);
+                }
+            }
+            assert_eq!(bits32(&fx.out), bits32(&want));
+            // ... and merges like the per-variable call.
+            let mut flat = FlatFx::new(t, true, M::Fixed, 0);
+            flat.grads.copy_from_slice(&fx.out);
+            assert_eq!(run(&mut flat, FlatArgs::merge), PCGRAD_OK);
+            let mut v = VarsFx::new(t, M::Fixed, 0);
+            assert_eq!(run(&mut v, VarsArgs::merge), PCGRAD_OK);
+            assert_eq!(bits32(&flat.merged), bits32(&v.merged()));
+        }
+        let mut fx = UnFx::new();
+        assert_eq!(run(&mut fx, UnArgs::unflatten), PCGRAD_OK);
+        let mut outs: Vec<Vec<f32>> = SEGS.iter().map(|&l| vec![0.0; l]).collect();
+        let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+        unflatten(&SEGS, &fx.flat, &mut refs).unwrap();
+        assert_eq!(fx.outs, outs);
+        assert_eq!(fx.outs.concat(), fx.flat);
+    }
+
+    #[test]
+    fn rng_advances_only_on_success_with_a_shuffled_order() {
+        let t = 3;
+        // Sequential shuffled: advances, as the Rust API's PRNG does.
+        let mut fx = FlatFx::new(t, true, M::Shuffled, 0);
+        assert_eq!(run(&mut fx, FlatArgs::merge), PCGRAD_OK);
+        assert_ne!(fx.rng, Rng::new(SEED));
+        let mut rng = Rng::new(SEED);
+        let mut ws = vec![0.0; crate::workspace_len(t).unwrap()];
+        let hb = fx.has_grad();
+        let layout = Layout::new(t, N, &SEGS, &hb).unwrap();
+        PcGrad::new(&mut rng)
+            .merge(
+                &Flat::new(layout, &fx.grads).unwrap(),
+                &mut [0.0; N],
+                &mut ws,
+            )
+            .unwrap();
+        assert_eq!(fx.rng, rng);
+        // A second call advances it again.
+        assert_eq!(run(&mut fx, FlatArgs::project), PCGRAD_OK);
+        assert_ne!(fx.rng, rng);
+        // Other orders and modes never touch it, even when it is set.
+        for m in [M::Fixed, M::Explicit, M::Simultaneous] {
+            let mut fx = FlatFx::new(t, true, m, 0);
+            assert_eq!(run(&mut fx, FlatArgs::merge), PCGRAD_OK);
+            assert_eq!(run(&mut fx, FlatArgs::project), PCGRAD_OK);
+            assert_eq!(fx.rng, Rng::new(SEED));
+            let mut v = VarsFx::new(t, m, 0);
+            assert_eq!(run(&mut v, VarsArgs::merge), PCGRAD_OK);
+            assert_eq!(v.rng, Rng::new(SEED));
+            let mut p = PhFx::new(t, m);
+            assert_eq!(run(&mut p, PhArgs::coefficients), PCGRAD_OK);
+            assert_eq!(p.rng, Rng::new(SEED));
+        }
+        // Simultaneous mode and fixed order need no PRNG at all.
+        for m in [M::Fixed, M::Simultaneous] {
+            let mut fx = FlatFx::new(t, true, m, 0);
+            let mut a = fx.args();
+            a.cfg.rng = ptr::null_mut();
+            assert_eq!(a.merge(), PCGRAD_OK);
+        }
+        // The phase API and the per-variable calls advance it on success.
+        let mut v = VarsFx::new(t, M::Shuffled, 0);
+        assert_eq!(run(&mut v, VarsArgs::project), PCGRAD_OK);
+        assert_eq!(v.rng, rng);
+        let mut p = PhFx::new(t, M::Shuffled);
+        assert_eq!(run(&mut p, PhArgs::coefficients), PCGRAD_OK);
+        assert_ne!(p.rng, Rng::new(SEED));
+        // A failure (here NaN with check_finite) leaves it as it was.
+        let mut fx = FlatFx::new(t, true, M::Shuffled, 0);
+        fx.grads[1] = f32::NAN;
+        fx.cfg.check_finite = 1;
+        fails(&mut fx, PCGRAD_ERROR_NON_FINITE, FlatArgs::merge, |_| {});
+        assert_eq!(fx.rng, Rng::new(SEED));
+    }
+
+    #[test]
+    fn values_where_a_task_has_no_gradient_are_ignored() {
+        for nonfinite in [f32::NAN, f32::INFINITY] {
+            let mut clean = FlatFx::new(3, true, M::Fixed, 0);
+            assert_eq!(run(&mut clean, FlatArgs::merge), PCGRAD_OK);
+            let mut fx = FlatFx::new(3, true, M::Fixed, 0);
+            for x in fx.grads.iter_mut().filter(|x| **x == GARBAGE) {
+                *x = nonfinite;
+            }
+            fx.cfg.check_finite = 1;
+            assert_eq!(run(&mut fx, FlatArgs::merge), PCGRAD_OK);
+            assert_eq!(bits32(&fx.merged), bits32(&clean.merged));
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Every status code with real bad input; after each failure every
+    // caller buffer but the workspace is bitwise unchanged (`fails`).
+
+    /// `fails` for each `(status, &|args| edit)` case in turn.
+    macro_rules! cases {
+        ($fx:expr, $call:expr; $( ($want:expr, &|$a:ident| $body:expr) ),* $(,)?) => {
+            $( fails_case(stringify!($body), &mut $fx, $want, $call, |$a| { $body; }); )*
+        };
+    }
+
+    /// Out-of-range values for each enum field of `pcgrad_config`.
+    fn bad_enums() -> [(&'static str, u32); 12] {
+        [
+            ("mode", 2),
+            ("mode", 3),
+            ("mode", u32::MAX),
+            ("order", 3),
+            ("order", u32::MAX),
+            ("reduction", 2),
+            ("reduction", u32::MAX),
+            ("check_finite", 2),
+            ("check_finite", 3),
+            ("check_finite", u32::MAX),
+            ("matrix", 2),
+            ("matrix", u32::MAX),
+        ]
+    }
+
+    fn set_enum(c: &mut pcgrad_config, field: &str, v: u32) {
+        match field {
+            "mode" => c.mode = v,
+            "order" => c.order = v,
+            "reduction" => c.reduction = v,
+            "check_finite" => c.check_finite = v,
+            _ => c.matrix = v,
+        }
+    }
+
+    /// Bad explicit tables for T = 3 (valid: `[2, 1, 2, 0, 1, 0]`), with the
+    /// status each must give.
+    fn bad_tables() -> [(Vec<u32>, pcgrad_status); 6] {
+        [
+            (vec![2, 2, 2, 0, 1, 0], PCGRAD_ERROR_INVALID_ORDER),
+            (vec![0, 1, 2, 0, 1, 0], PCGRAD_ERROR_INVALID_ORDER),
+            (vec![2, 1, 2, 0, 1, 3], PCGRAD_ERROR_INVALID_ORDER),
+            (vec![2, 1, 2, 0, 1, u32::MAX], PCGRAD_ERROR_INVALID_ORDER),
+            (vec![2, 1, 2, 0, 1], PCGRAD_ERROR_LENGTH_MISMATCH),
+            (vec![2, 1, 2, 0, 1, 0, 1], PCGRAD_ERROR_LENGTH_MISMATCH),
+        ]
+    }
+
+    /// The config-level failures every config-taking call shares.
+    fn config_failures<F: Fixture>(
+        new: impl Fn(M) -> F,
+        call: impl Fn(&F::Args) -> pcgrad_status + Copy,
+        cfg: impl Fn(&mut F::Args) -> &mut pcgrad_config + Copy,
+        config: impl Fn(&mut F::Args) -> &mut Option<*const pcgrad_config> + Copy,
+    ) {
+        let mut fx = new(M::Fixed);
+        fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+            *config(a) = Some(ptr::null())
+        });
+        fails(&mut fx, PCGRAD_ERROR_MISALIGNED, call, |a| {
+            let p: *const pcgrad_config = cfg(a);
+            *config(a) = Some(mis(p));
+        });
+        for (field, v) in bad_enums() {
+            fails(&mut fx, PCGRAD_ERROR_INVALID_ENUM, call, |a| {
+                set_enum(cfg(a), field, v)
+            });
+        }
+        // The PRNG: required (and aligned) for a shuffled order only.
+        let mut fx = new(M::Shuffled);
+        fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+            cfg(a).rng = ptr::null_mut()
+        });
+        fails(&mut fx, PCGRAD_ERROR_MISALIGNED, call, |a| {
+            cfg(a).rng = mis_mut(cfg(a).rng)
+        });
+        // The PRNG inside the config struct that the call reads.
+        fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
+            let c = cfg(a);
+            c.rng = (c as *mut pcgrad_config).cast();
+        });
+        // The explicit table.
+        let mut fx = new(M::Explicit);
+        fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+            cfg(a).order_table = ptr::null()
+        });
+        fails(&mut fx, PCGRAD_ERROR_MISALIGNED, call, |a| {
+            cfg(a).order_table = mis(cfg(a).order_table)
+        });
+        fails(&mut fx, PCGRAD_ERROR_OVERFLOW, call, |a| {
+            cfg(a).order_table_len = usize::MAX
+        });
+        for (table, want) in bad_tables() {
+            fails(&mut fx, want, call, |a| {
+                let c = cfg(a);
+                (c.order_table, c.order_table_len) = (table.as_ptr(), table.len());
+            });
+        }
+    }
+
+    #[test]
+    fn one_call_flat_refuses_bad_input() {
+        type Call = fn(&FlatArgs) -> pcgrad_status;
+        for (call, project) in [(FlatArgs::merge as Call, false), (FlatArgs::project, true)] {
+            config_failures(
+                |m| FlatFx::new(3, true, m, 0),
+                call,
+                |a| &mut a.cfg,
+                |a| &mut a.config,
+            );
+            let mut fx = FlatFx::new(3, true, M::Shuffled, 0);
+            let t = 3;
+            use pcgrad_status::*;
+            let bad_segs = [5usize, 1, 6];
+            cases!(fx, call;
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.grads = ptr::null_mut()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.segments = ptr::null()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.has_grad = ptr::null()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.matrix = ptr::null_mut()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.ws = ptr::null_mut()),
+                (PCGRAD_ERROR_NO_TASKS, &|a| a.tasks = 0),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.grads_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.dim += 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.merged_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.matrix_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.has_grad_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.segments_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| {
+                    a.segments = bad_segs.as_ptr()
+                }),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.dim = usize::MAX),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.dim = usize::MAX / 2 + 1),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.grads_len = usize::MAX),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.ws_len = usize::MAX),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.matrix_len = usize::MAX / 4),
+                (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.ws_len -= 1),
+                (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.ws_len = 0),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.grads = mis_mut(a.grads)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.segments = mis(a.segments)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.merged = mis_mut(a.merged)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.stats = mis_mut(a.stats)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.matrix = mis_mut(a.matrix)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.ws = mis_mut(a.ws)),
+                // Outputs over inputs, outputs over each other.
+                (PCGRAD_ERROR_OVERLAP, &|a| {
+                    a.merged = a.grads.wrapping_add(2)
+                }),
+                (PCGRAD_ERROR_OVERLAP, &|a| a.matrix = a.ws.wrapping_add(5)),
+                (PCGRAD_ERROR_OVERLAP, &|a| a.stats = a.ws.cast()),
+                (PCGRAD_ERROR_OVERLAP, &|a| {
+                    a.cfg.rng = a.ws.wrapping_add(1).cast()
+                }),
+            );
+            // The config struct inside the workspace (zeroed here, so that
+            // it reads as a valid config and the overlap check decides).
+            let mut fx = FlatFx::new(t, true, M::Fixed, 0);
+            fx.ws.fill(0.0);
+            fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
+                a.config = Some(a.ws.cast_const().wrapping_add(2).cast())
+            });
+            // has_grad bytes must be 0 or 1.
+            let mut fx = FlatFx::new(t, true, M::Fixed, 0);
+            fx.hg[4] = 2;
+            fails(&mut fx, PCGRAD_ERROR_INVALID_ENUM, call, |_| {});
+            fx.hg[4] = 255;
+            fails(&mut fx, PCGRAD_ERROR_INVALID_ENUM, call, |_| {});
+            // NaN / Inf with check_finite = 1 (and a shuffled PRNG that must
+            // not advance).
+            for x in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut fx = FlatFx::new(t, true, M::Shuffled, 0);
+                fx.grads[2 * N + 12] = x;
+                fx.cfg.check_finite = 1;
+                fails(&mut fx, PCGRAD_ERROR_NON_FINITE, call, |_| {});
+            }
+            // The explicit table may not lie in an output.
+            let mut fx = FlatFx::new(t, true, M::Explicit, 0);
+            fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
+                a.cfg.order_table = a.merged.cast_const().cast()
+            });
+            if project {
+                // The in-place gradients are an output too.
+                fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
+                    a.cfg.order_table = a.grads.cast_const().cast()
+                });
+            } else {
+                // ... but inputs may overlap each other.
+                let mut fx = FlatFx::new(t, false, M::Fixed, 0);
+                let mut a = fx.args();
+                a.segments = ptr::null();
+                assert_eq!(call(&a), PCGRAD_OK);
+                // `merged` is required for merge; NULL with length 0 too.
+                fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+                    (a.merged, a.merged_len) = (ptr::null_mut(), 0)
+                });
+                fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+                    a.merged = ptr::null_mut()
+                });
+            }
+            if project {
+                let mut fx = FlatFx::new(t, true, M::Fixed, 0);
+                fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+                    a.merged = ptr::null_mut()
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn per_variable_refuses_bad_input() {
+        let t = 3;
+        type Call = fn(&VarsArgs) -> pcgrad_status;
+        for (call, project) in [(VarsArgs::merge as Call, false), (VarsArgs::project, true)] {
+            config_failures(
+                |m| VarsFx::new(t, m, 0),
+                call,
+                |a| &mut a.cfg,
+                |a| &mut a.config,
+            );
+            let mut fx = VarsFx::new(t, M::Shuffled, 0);
+            let huge = [usize::MAX, 1, 1];
+            let big = [usize::MAX / 2, 0, 0];
+            cases!(fx, call;
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.grads = Some(ptr::null())),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.segments = ptr::null()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.merged = Some(ptr::null())),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.mtab[1] = ptr::null_mut()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.matrix = ptr::null_mut()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.ws = ptr::null_mut()),
+                (PCGRAD_ERROR_NO_TASKS, &|a| a.tasks = 0),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.grads_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.tasks = 2),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.merged_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.segments_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.matrix_len += 1),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.segments = huge.as_ptr()),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.segments = big.as_ptr()),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.grads_len = usize::MAX),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.tasks = usize::MAX),
+                (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.ws_len -= 1),
+                (PCGRAD_ERROR_MISALIGNED, &|a| {
+                    a.grads = Some(mis(a.gtab.as_ptr()))
+                }),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.gtab[4] = mis_mut(a.gtab[4])),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.segments = mis(a.segments)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| {
+                    a.merged = Some(mis(a.mtab.as_ptr()))
+                }),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.mtab[2] = mis_mut(a.mtab[2])),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.stats = mis_mut(a.stats)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.matrix = mis_mut(a.matrix)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.ws = mis_mut(a.ws)),
+                // A merged buffer over a gradient, two merged buffers over
+                // each other, diagnostics or the PRNG in the workspace.
+                (PCGRAD_ERROR_OVERLAP, &|a| a.mtab[0] = a.gtab[3]),
+                (PCGRAD_ERROR_OVERLAP, &|a| {
+                    a.mtab[1] = a.mtab[0].wrapping_add(4)
+                }),
+                (PCGRAD_ERROR_OVERLAP, &|a| a.matrix = a.ws.wrapping_add(3)),
+                (PCGRAD_ERROR_OVERLAP, &|a| {
+                    a.stats = a.ws.wrapping_add(9).cast()
+                }),
+                (PCGRAD_ERROR_OVERLAP, &|a| a.cfg.rng = a.ws.cast()),
+            );
+            // NaN / Inf with check_finite = 1.
+            for x in [f32::NAN, f32::INFINITY] {
+                let mut fx = VarsFx::new(t, M::Shuffled, 0);
+                fx.cells[4][0] = x;
+                fx.cfg.check_finite = 1;
+                fails(&mut fx, PCGRAD_ERROR_NON_FINITE, call, |_| {});
+            }
+            let mut fx = VarsFx::new(t, M::Fixed, 0);
+            if project {
+                // Two gradient cells on one buffer: both are outputs.
+                fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
+                    a.gtab[3] = a.gtab[0]
+                });
+                // The pointer table itself inside an output buffer.
+                // The pointer table itself lying in an output buffer (its
+                // own cell 0, as if the caller reused the memory).
+                let mut tab: Vec<*mut f32> = vec![ptr::null_mut(); t * S];
+                fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
+                    tab.copy_from_slice(&a.gtab);
+                    tab[0] = tab.as_mut_ptr().cast();
+                    a.grads = Some(tab.as_ptr());
+                });
+                // `merged` is optional for project: NULL with length 0 ...
+                let mut a = fx.args();
+                (a.merged, a.merged_len) = (Some(ptr::null()), 0);
+                assert_eq!(call(&a), PCGRAD_OK);
+                // ... but not with S entries.
+                let mut fx = VarsFx::new(t, M::Fixed, 0);
+                fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+                    a.merged = Some(ptr::null())
+                });
+            } else {
+                // Read-only gradients may share a buffer.
+                let mut a = fx.args();
+                a.gtab[3] = a.gtab[0];
+                assert_eq!(call(&a), PCGRAD_OK);
+                let mut fx = VarsFx::new(t, M::Fixed, 0);
+                fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
+                    (a.merged, a.merged_len) = (Some(ptr::null()), 0)
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn phases_refuse_bad_input() {
+        let t = 3;
+        type Call = fn(&PhArgs) -> pcgrad_status;
+        let (gram, combine, coefs): (Call, Call, Call) =
+            (PhArgs::gram_flat, PhArgs::combine, PhArgs::coefficients);
+        let (merged, projected): (Call, Call) = (PhArgs::apply_merged, PhArgs::apply_projected);
+        config_failures(
+            |m| PhFx::new(t, m),
+            coefs,
+            |a| &mut a.cfg,
+            |a| &mut a.config,
+        );
+        let mut fx = PhFx::new(t, M::Shuffled);
+        // Arguments shared by phase 1 and phase 3.
+        for call in [gram, merged, projected] {
+            cases!(fx, call;
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.grads = ptr::null_mut()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.segments = ptr::null()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.has_grad = ptr::null()),
+                (PCGRAD_ERROR_NO_TASKS, &|a| a.tasks = 0),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.grads_len += 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.has_grad_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.segments_len = 2),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.dim = usize::MAX),
+                (PCGRAD_ERROR_OVERFLOW, &|a| a.grads_len = usize::MAX),
+                (PCGRAD_ERROR_INVALID_RANGE, &|a| (a.lo, a.hi) = (5, 4)),
+                (PCGRAD_ERROR_INVALID_RANGE, &|a| {
+                    (a.lo, a.hi) = (usize::MAX, 0)
+                }),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.grads = mis_mut(a.grads)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.segments = mis(a.segments)),
+            );
+            fx.hg[1] = 2;
+            fails(&mut fx, PCGRAD_ERROR_INVALID_ENUM, call, |_| {});
+            fx.hg[1] = 1;
+        }
+        // Phase 1.
+        cases!(fx, gram;
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.gram = ptr::null_mut()),
+            (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.gram_len -= 1),
+            (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.gram_len = t * t),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.gram = mis_mut(a.gram)),
+            (PCGRAD_ERROR_INVALID_RANGE, &|a| a.hi = N + 1),
+        );
+        // The Gram over the gradients (an f64-aligned arena holds both).
+        let mut arena = vec![0.0f64; t * N + 2 * t * t];
+        fails(&mut fx, PCGRAD_ERROR_OVERLAP, gram, |a| {
+            a.grads = arena.as_mut_ptr().cast();
+            a.gram = arena.as_mut_ptr().wrapping_add(t * N / 2 - 1);
+        });
+        // Combine.
+        cases!(fx, combine;
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.partial = ptr::null()),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.gram = ptr::null_mut()),
+            (PCGRAD_ERROR_NO_TASKS, &|a| a.tasks = 0),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.partial_len = t * t - 1),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.gram_len = t * t - 1),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.tasks = usize::MAX),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.partial_len = usize::MAX),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.partial = mis(a.partial)),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.gram = mis_mut(a.gram)),
+            (PCGRAD_ERROR_OVERLAP, &|a| {
+                a.partial = a.gram.wrapping_add(t * t)
+            }),
+        );
+        // Phase 2.
+        cases!(fx, coefs;
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.gram = ptr::null_mut()),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.coef = ptr::null_mut()),
+            (PCGRAD_ERROR_NO_TASKS, &|a| a.tasks = 0),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.gram_len = t * t - 1),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.tasks = usize::MAX),
+            (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.coef_len -= 1),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.gram = mis_mut(a.gram)),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.coef = mis_mut(a.coef)),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.stats = mis_mut(a.stats)),
+            (PCGRAD_ERROR_OVERLAP, &|a| a.coef = a.gram.wrapping_add(2)),
+            (PCGRAD_ERROR_OVERLAP, &|a| a.stats = a.coef.cast()),
+            (PCGRAD_ERROR_OVERLAP, &|a| a.cfg.rng = a.gram.cast()),
+            (PCGRAD_ERROR_OVERLAP, &|a| {
+                a.cfg.rng = a.coef.wrapping_add(1).cast()
+            }),
+        );
+        for x in [f64::NAN, f64::INFINITY] {
+            let mut fx = PhFx::new(t, M::Shuffled);
+            fx.gram[t + 1] = x;
+            fx.cfg.check_finite = 1;
+            fails(&mut fx, PCGRAD_ERROR_NON_FINITE, coefs, |_| {});
+        }
+        // Phase 3.
+        for (call, project) in [(merged, false), (projected, true)] {
+            let mut fx = PhFx::new(t, M::Fixed);
+            cases!(fx, call;
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.coef = ptr::null_mut()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.tile = ptr::null_mut()),
+                (PCGRAD_ERROR_NULL_POINTER, &|a| a.merged = ptr::null_mut()),
+                (PCGRAD_ERROR_INVALID_ENUM, &|a| a.reduction = 2),
+                (PCGRAD_ERROR_INVALID_ENUM, &|a| a.reduction = u32::MAX),
+                (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.coef_len -= 1),
+                (PCGRAD_ERROR_WORKSPACE_TOO_SMALL, &|a| a.tile_len -= 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.merged_len += 1),
+                (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.merged_len -= 1),
+                (PCGRAD_ERROR_INVALID_RANGE, &|a| {
+                    (a.hi, a.merged_len) = (N + 1, N - 1)
+                }),
+                (PCGRAD_ERROR_INVALID_RANGE, &|a| {
+                    (a.lo, a.hi, a.merged_len) = (3, 2, 0)
+                }),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.coef = mis_mut(a.coef)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.merged = mis_mut(a.merged)),
+                (PCGRAD_ERROR_MISALIGNED, &|a| a.tile = mis_mut(a.tile)),
+                (PCGRAD_ERROR_OVERLAP, &|a| {
+                    a.merged = a.grads.wrapping_add(N)
+                }),
+                (PCGRAD_ERROR_OVERLAP, &|a| a.tile = a.coef.wrapping_add(1)),
+            );
+            // The merged output may be absent only for the projected pass.
+            let mut a = fx.args();
+            (a.merged, a.merged_len) = (ptr::null_mut(), 0);
+            let want = if project {
+                PCGRAD_OK
+            } else {
+                PCGRAD_ERROR_NULL_POINTER
+            };
+            assert_eq!(call(&a), want);
+            if project {
+                let mut fx = PhFx::new(t, M::Fixed);
+                let mut arena = vec![0.0f64; t * N + engine::tile_len(t).unwrap()];
+                // The tile over the in-place gradients.
+                fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
+                    a.grads = arena.as_mut_ptr().cast();
+                    a.tile = arena.as_mut_ptr().wrapping_add(1);
+                });
+            }
+        }
+        // Coefficients for another T are refused by the apply phases.
+        let mut fx = PhFx::new(t, M::Fixed);
+        let mut other = PhFx::new(2, M::Fixed);
+        let mut a = other.args();
+        a.coef_len = 2 * 2 + 2 * 2;
+        let c = a.coef;
+        fails(&mut fx, PCGRAD_ERROR_WORKSPACE_TOO_SMALL, merged, |a| {
+            (a.coef, a.coef_len) = (c, 8)
+        });
+    }
+
+    #[test]
+    fn pack_and_unflatten_refuse_bad_input() {
+        let t = 3;
+        let call = PackArgs::pack;
+        let mut fx = PackFx::new(t);
+        let huge = [usize::MAX, 1, 1];
+        cases!(fx, call;
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.vars = Some(ptr::null())),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.segments = ptr::null()),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.out = ptr::null_mut()),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.has_grad = ptr::null_mut()),
+            (PCGRAD_ERROR_NO_TASKS, &|a| a.tasks = 0),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.vars_len -= 1),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.out_len -= 1),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.has_grad_len -= 1),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.segments = huge.as_ptr()),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.tasks = usize::MAX),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.out_len = usize::MAX),
+            (PCGRAD_ERROR_MISALIGNED, &|a| {
+                a.vars = Some(mis(a.vtab.as_ptr()))
+            }),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.vtab[0] = mis(a.vtab[0])),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.segments = mis(a.segments)),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.out = mis_mut(a.out)),
+            (PCGRAD_ERROR_OVERLAP, &|a| a.has_grad = a.out.cast()),
+            (PCGRAD_ERROR_OVERLAP, &|a| {
+                a.vtab[4] = a.out.wrapping_add(N).cast_const()
+            }),
+        );
+        let call = UnArgs::unflatten;
+        let mut fx = UnFx::new();
+        cases!(fx, call;
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.flat = ptr::null()),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.segments = ptr::null()),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.outs = Some(ptr::null())),
+            (PCGRAD_ERROR_NULL_POINTER, &|a| a.otab[2] = ptr::null_mut()),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.flat_len -= 1),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.outs_len -= 1),
+            (PCGRAD_ERROR_LENGTH_MISMATCH, &|a| a.segments_len -= 1),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.segments = huge.as_ptr()),
+            (PCGRAD_ERROR_OVERFLOW, &|a| a.flat_len = usize::MAX),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.flat = mis(a.flat)),
+            (PCGRAD_ERROR_MISALIGNED, &|a| {
+                a.outs = Some(mis(a.otab.as_ptr()))
+            }),
+            (PCGRAD_ERROR_MISALIGNED, &|a| a.otab[1] = mis_mut(a.otab[1])),
+            (PCGRAD_ERROR_OVERLAP, &|a| {
+                a.otab[0] = a.flat.wrapping_add(3).cast_mut()
+            }),
+            (PCGRAD_ERROR_OVERLAP, &|a| {
+                a.otab[1] = a.otab[2].wrapping_add(6)
+            }),
+        );
+    }
+}
