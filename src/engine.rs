@@ -162,56 +162,95 @@ pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
 }
 
 /// Adds the upper triangle of the Gram of `c0..c1` into `part`.
+///
+/// Per block of [`BLOCK`] columns: first the diagonal tiles (each group of
+/// four task rows with itself), whose kernel also tells whether the group's
+/// rows fit the `f32` lanes (otherwise the group takes the exact kernel),
+/// then the off-diagonal tiles, on the `f32` lanes when both groups fit.
 pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
     grads: &G,
     c0: usize,
     c1: usize,
     part: &mut [f64],
 ) {
+    /// Groups of four rows whose fit is remembered; later groups (more than
+    /// 1024 tasks) always take the exact kernel.
+    const GROUPS: usize = 256;
     let layout = *grads.layout();
     let t = layout.tasks();
+    let mut add = |ia: &[usize], ib: &[usize], out: &[[f64; 4]; 4]| {
+        for (r, &i) in ia.iter().enumerate() {
+            for (c, &j) in ib.iter().enumerate() {
+                if i <= j {
+                    part[i * t + j] += out[r][c];
+                }
+            }
+        }
+    };
     for seg in layout.pieces(c0, c1) {
         let s = seg.index;
         for piece in seg.blocks(BLOCK) {
             let len = piece.len();
-            let fast = (0..t)
-                .filter(|&i| layout.has_grad(i, s))
-                .all(|i| F::fast_range(grads.values(i, &piece)));
-            let mut ta = 0;
+            let rows = |idx: &[usize; 4], n: usize| {
+                [0, 1, 2, 3].map(|r| grads.values(idx[r.min(n - 1)], &piece))
+            };
+            // Bit g: group g fits the f32 lanes.
+            let mut fits = [0u64; GROUPS / 64];
+            let (mut ta, mut g) = (0, 0);
+            loop {
+                let (ia, na, next) = layout.group_of_four(s, ta);
+                if na == 0 {
+                    break;
+                }
+                let ra = rows(&ia, na);
+                let mut out = [[0.0f64; 4]; 4];
+                let shape = Tile {
+                    rows: na,
+                    cols: na,
+                    diagonal: true,
+                };
+                if g < GROUPS && F::gram_tile_fast(ra, ra, shape, len, &mut out) {
+                    fits[g / 64] |= 1 << (g % 64);
+                } else {
+                    out = [[0.0; 4]; 4];
+                    gram_tile_exact(ra, ra, len, &mut out);
+                }
+                add(&ia[..na], &ia[..na], &out);
+                ta = next;
+                g += 1;
+            }
+            let fit = |g: usize| g < GROUPS && fits[g / 64] & (1 << (g % 64)) != 0;
+            let (mut ta, mut ga) = (0, 0);
             loop {
                 let (ia, na, next_a) = layout.group_of_four(s, ta);
                 if na == 0 {
                     break;
                 }
-                let ra = [0, 1, 2, 3].map(|r| grads.values(ia[r.min(na - 1)], &piece));
-                let mut tb = ta;
+                let ra = rows(&ia, na);
+                let (mut tb, mut gb) = (next_a, ga + 1);
                 loop {
                     let (ib, nb, next_b) = layout.group_of_four(s, tb);
                     if nb == 0 {
                         break;
                     }
-                    let rb = [0, 1, 2, 3].map(|c| grads.values(ib[c.min(nb - 1)], &piece));
+                    let rb = rows(&ib, nb);
                     let mut out = [[0.0f64; 4]; 4];
-                    if fast {
+                    if fit(ga) && fit(gb) {
                         let shape = Tile {
                             rows: na,
                             cols: nb,
-                            diagonal: ta == tb,
+                            diagonal: false,
                         };
                         F::gram_tile_fast(ra, rb, shape, len, &mut out);
                     } else {
                         gram_tile_exact(ra, rb, len, &mut out);
                     }
-                    for (r, &i) in ia[..na].iter().enumerate() {
-                        for (c, &j) in ib[..nb].iter().enumerate() {
-                            if i <= j {
-                                part[i * t + j] += out[r][c];
-                            }
-                        }
-                    }
+                    add(&ia[..na], &ib[..nb], &out);
                     tb = next_b;
+                    gb += 1;
                 }
                 ta = next_a;
+                ga += 1;
             }
         }
     }

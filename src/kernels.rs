@@ -1,17 +1,27 @@
 //! The inner loops: the Gram (SYRK) micro-kernel and the apply kernel, in a
-//! SIMD form (through `wide`) and a scalar twin with the same arithmetic
-//! structure. The scalar twin is the kernel on targets without SIMD registers
-//! (Cortex-M), and the SIMD form is tested against it.
+//! SIMD form and a scalar twin. The scalar twin is the kernel on targets
+//! without SIMD registers (Cortex-M), and the SIMD form is tested against
+//! it.
 //!
-//! The Gram micro-kernel takes a 4 x 4 tile of task rows over a short column
-//! block (at most [`BLOCK`] columns, all of it in L1), loads one vector from
-//! each of the eight rows per step and forms the 16 pair products in
-//! registers. Products accumulate in `f32` lanes within the block and are
-//! added into `f64` once per block: near-`f64` accuracy at `f32` speed. A
-//! block is only sent through the `f32` lanes when every row's largest
-//! magnitude lies in [2^-50, 2^50] (or the row is zero), so that no product
-//! can overflow or lose its significance to underflow; other blocks (and
-//! NaN/Inf) take the exact kernel, which accumulates in `f64`.
+//! The SIMD Gram kernel takes a tile of up to 4 x 4 task rows over a short
+//! column block (at most [`BLOCK`] columns, all of it in L1), loads one
+//! 8-lane vector from each row per step and forms the pair products in
+//! registers, splitting the tile into sub-tiles whose accumulators fit the
+//! register file (16 or 32 registers). Products accumulate in `f32` lanes
+//! within the block and are added into `f64` once per block: near-`f64`
+//! accuracy at `f32` speed. The range check that allows the `f32` lanes
+//! comes free with the diagonal tile: a row fits when every lane of its sum
+//! of squares is at most 2^100 (so every |x| <= 2^50, and no product can
+//! overflow; NaN and infinities fail) and the sum is at least 2^-100 (or
+//! the row is exactly zero). A block whose rows do not fit (and the tiles
+//! that involve them) takes the exact kernel, which accumulates in `f64`.
+//!
+//! The SIMD kernels are written once, over eight `f32` lanes, and compiled
+//! for the compile-time backend of `wide` (SSE2 on a default x86-64 build,
+//! NEON, AVX with `-C target-cpu=...`) and, on x86-64 with `std`, for AVX and
+//! AVX-512VL registers selected at run time ([`x86`]). Each lane multiplies
+//! and then adds (no fused multiply-add), so every backend gives bitwise the
+//! same result.
 
 use num_traits::Float;
 
@@ -23,6 +33,11 @@ pub const BLOCK: usize = 256;
 const FAST_MIN: f32 = 8.881_784e-16;
 /// Largest row magnitude for the `f32` Gram lanes (2^50).
 const FAST_MAX: f32 = 1.125_899_9e15;
+/// Largest lane of a row's sum of squares for the `f32` Gram lanes (2^100).
+const FAST_SQ_MAX: f32 = 1.267_650_6e30;
+/// Smallest non-zero sum of squares of a row for the `f32` Gram lanes
+/// (2^-100).
+const FAST_SQ_MIN: f32 = 7.888_609e-31;
 /// Coefficients outside [2^-100, 2^100] (other than zero) make the apply
 /// pass use `f64` arithmetic.
 const COEF_MIN: f64 = 7.888_609_052_210_118e-31;
@@ -42,11 +57,10 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// Round from `f64`.
     fn from_f64(v: f64) -> Self;
-    /// Whether a row block may use the narrow-accumulator Gram kernel.
-    #[doc(hidden)]
-    fn fast_range(row: &[Self]) -> bool;
     /// `out[r][c] += sum_k a[r][k] * b[c][k]` over `k < len`, narrow lanes,
-    /// for the pairs of `shape`.
+    /// for the pairs of `shape`. On a diagonal tile, returns false when a
+    /// row does not fit the narrow lanes: `out` is then garbage and the
+    /// caller takes [`gram_tile_exact`] for every tile with those rows.
     #[doc(hidden)]
     fn gram_tile_fast(
         a: [&[Self]; 4],
@@ -54,7 +68,7 @@ pub trait Element:
         shape: Tile,
         len: usize,
         out: &mut [[f64; 4]; 4],
-    );
+    ) -> bool;
     /// `out[k] += alpha * x[k]`.
     #[doc(hidden)]
     fn axpy(out: &mut [Self], alpha: Self, x: &[Self]);
@@ -112,21 +126,13 @@ impl Element for f32 {
         v as f32
     }
     #[inline]
-    fn fast_range(row: &[f32]) -> bool {
-        if SIMD {
-            simd::fast_range_f32(row)
-        } else {
-            scalar::fast_range_f32(row)
-        }
-    }
-    #[inline]
     fn gram_tile_fast(
         a: [&[f32]; 4],
         b: [&[f32]; 4],
         shape: Tile,
         len: usize,
         out: &mut [[f64; 4]; 4],
-    ) {
+    ) -> bool {
         if SIMD {
             simd::gram_tile_f32(a, b, shape, len, out)
         } else {
@@ -158,18 +164,15 @@ impl Element for f64 {
         v
     }
     #[inline]
-    fn fast_range(_row: &[f64]) -> bool {
-        true
-    }
-    #[inline]
     fn gram_tile_fast(
         a: [&[f64]; 4],
         b: [&[f64]; 4],
         _shape: Tile,
         len: usize,
         out: &mut [[f64; 4]; 4],
-    ) {
-        gram_tile_exact(a, b, len, out)
+    ) -> bool {
+        gram_tile_exact(a, b, len, out);
+        true
     }
     #[inline]
     fn axpy(out: &mut [f64], alpha: f64, x: &[f64]) {
@@ -181,8 +184,7 @@ impl Element for f64 {
     }
 }
 
-/// Largest |x| of a row, NaN if the row holds a NaN. One serial `max`
-/// chain: the scalar twin's form (the SIMD form keeps 16 lanes).
+/// Largest |x| of a row, NaN if the row holds a NaN.
 #[inline]
 fn max_abs_f32(row: &[f32]) -> f32 {
     let mut m = 0.0f32;
@@ -237,14 +239,22 @@ pub mod scalar {
 
     /// `out[r][c] += sum_k a[r][k] * b[c][k]`: `f32` accumulation in runs of
     /// 32 columns (what one SIMD lane sees in a 256-column block), the runs
-    /// summed in `f32`, one `f64` add per pair at the end.
+    /// summed in `f32`, one `f64` add per pair at the end. On a diagonal
+    /// tile, false when a row is out of range ([`fast_range_f32`]).
     pub fn gram_tile_f32(
         a: [&[f32]; 4],
         b: [&[f32]; 4],
         shape: super::Tile,
         len: usize,
         out: &mut [[f64; 4]; 4],
-    ) {
+    ) -> bool {
+        if shape.diagonal
+            && !a[..shape.rows.clamp(1, 4)]
+                .iter()
+                .all(|r| fast_range_f32(&r[..len]))
+        {
+            return false;
+        }
         let a = a.map(|r| &r[..len]);
         let b = b.map(|r| &r[..len]);
         let mut total = [[0.0f32; 4]; 4];
@@ -277,6 +287,7 @@ pub mod scalar {
                 }
             }
         }
+        true
     }
 
     /// Whether a row block may use the `f32` Gram lanes: its largest |x| is
@@ -286,10 +297,11 @@ pub mod scalar {
         m == 0.0 || (super::FAST_MIN..=super::FAST_MAX).contains(&m)
     }
 
-    /// `out[k] += alpha * x[k]`.
+    /// `out[k] += alpha * x[k]` (bitwise as the SIMD form: a multiply,
+    /// then an add).
     pub fn axpy<F: super::Element>(out: &mut [F], alpha: F, x: &[F]) {
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = *o + alpha * v;
+            *o = *o + v * alpha;
         }
     }
 
@@ -305,130 +317,478 @@ pub mod scalar {
     }
 }
 
-/// The SIMD kernels (`wide::f32x8`: AVX, two SSE2 registers, NEON pairs).
-pub mod simd {
-    use super::Tile;
-    use wide::f32x8;
+/// Eight `f32` lanes: the SIMD kernels are written once over this trait and
+/// compiled for `wide::f32x8` (the compile-time backend) and, with `std` on
+/// x86-64, for AVX registers chosen at run time. Every backend does the same
+/// lane arithmetic (a multiply, then an add: no fused multiply-add), so the
+/// Gram matrix and the merged gradient are bitwise the same whichever one
+/// runs.
+trait Lanes8: Copy {
+    fn zero() -> Self;
+    fn load(x: &[f32; 8]) -> Self;
+    fn splat(x: f32) -> Self;
+    /// `acc + self * b`, rounded twice.
+    fn mul_add2(self, b: Self, acc: Self) -> Self;
+    fn to_array(self) -> [f32; 8];
+}
 
-    const W: usize = 8;
+/// Columns per SIMD step (the lanes of [`Lanes8`]).
+const W: usize = 8;
 
-    /// As [`super::scalar::fast_range_f32`], with two vectors of independent
-    /// lanes: every |x| <= 2^50 (a comparison that NaN fails) and the
-    /// largest |x| is 0 or at least 2^-50. (A single serial `max` chain runs
-    /// at one element per `max` latency and made this check, not the Gram
-    /// tile, the bottleneck of the Gram pass.)
-    pub fn fast_range_f32(row: &[f32]) -> bool {
-        let (chunks, tail) = row.as_chunks::<16>();
-        let limit = f32x8::splat(super::FAST_MAX);
-        let mut ok = [f32x8::ZERO.simd_le(f32x8::ZERO); 2];
-        let mut m = [f32x8::ZERO; 2];
-        for c in chunks {
-            let (v, _) = c.as_chunks::<8>();
-            for l in 0..2 {
-                let a = f32x8::from(v[l]).abs();
-                ok[l] &= a.simd_le(limit);
-                m[l] = m[l].fast_max(a);
+/// The `f64` sum of a pair's lanes (a fixed pairwise order), plus the
+/// products of the tail columns past the last full vector. Every term is an
+/// `f32` value, so for gradients of ordinary dynamic range the sums are
+/// exact in `f64` and independent of how the columns were split.
+#[inline(always)]
+fn finish(acc: [f32; W], a: &[f32], b: &[f32], from: usize) -> f64 {
+    let h: [f64; 4] = core::array::from_fn(|l| f64::from(acc[l]) + f64::from(acc[l + 4]));
+    let mut s = (h[0] + h[2]) + (h[1] + h[3]);
+    for (&x, &y) in a[from..].iter().zip(&b[from..]) {
+        s += f64::from(x * y);
+    }
+    s
+}
+
+/// Whether a row fits the `f32` lanes, from its sum of squares as the
+/// lanes of the diagonal accumulator hold it: every lane at most 2^100 (so
+/// every |x| <= 2^50; NaN and infinities fail), every tail value at most
+/// 2^50, and the lanes' total at least 2^-100, or the row exactly zero.
+#[inline(always)]
+fn row_fits(sq: [f32; W], row: &[f32], from: usize) -> bool {
+    let mut total = 0.0f64;
+    let mut ok = true;
+    for l in sq {
+        ok &= l <= FAST_SQ_MAX;
+        total += f64::from(l);
+    }
+    for &x in &row[from..] {
+        ok &= x.abs() <= FAST_MAX;
+    }
+    ok && (total >= f64::from(FAST_SQ_MIN) || (total == 0.0 && row.iter().all(|&x| x == 0.0)))
+}
+
+/// The R x C rectangle of pairs `a[r0 + r]` x `b[c0 + c]`.
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+fn rect<V: Lanes8, const R: usize, const C: usize>(
+    a: &[&[f32]; 4],
+    b: &[&[f32]; 4],
+    (r0, c0): (usize, usize),
+    len: usize,
+    out: &mut [[f64; 4]; 4],
+) {
+    let n = len / W;
+    let mut ca: [&[[f32; W]]; R] = [&[]; R];
+    for (r, x) in ca.iter_mut().enumerate() {
+        *x = &a[r0 + r][..len].as_chunks::<W>().0[..n];
+    }
+    let mut cb: [&[[f32; W]]; C] = [&[]; C];
+    for (c, x) in cb.iter_mut().enumerate() {
+        *x = &b[c0 + c][..len].as_chunks::<W>().0[..n];
+    }
+    let mut acc = [[V::zero(); C]; R];
+    for k in 0..n {
+        let mut va = [V::zero(); R];
+        for r in 0..R {
+            va[r] = V::load(&ca[r][k]);
+        }
+        for c in 0..C {
+            let vb = V::load(&cb[c][k]);
+            for r in 0..R {
+                acc[r][c] = va[r].mul_add2(vb, acc[r][c]);
             }
         }
-        let mut mx = 0.0f32;
-        for l in m[0].fast_max(m[1]).to_array() {
-            mx = mx.max(l);
+    }
+    for r in 0..R {
+        for c in 0..C {
+            let (x, y) = (&a[r0 + r][..len], &b[c0 + c][..len]);
+            out[r0 + r][c0 + c] += finish(acc[r][c].to_array(), x, y, n * W);
         }
-        let rest = super::max_abs_f32(tail);
-        let all_ok = (ok[0] & ok[1]).all() && rest <= super::FAST_MAX;
-        let mx = mx.max(rest);
-        all_ok && (mx == 0.0 || mx >= super::FAST_MIN)
+    }
+}
+
+/// The upper triangle (c >= r) of rows `a[r0..r0 + R]` with themselves;
+/// false when a row is out of the `f32` range (`out` is then garbage).
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+fn tri<V: Lanes8, const R: usize>(
+    a: &[&[f32]; 4],
+    r0: usize,
+    len: usize,
+    out: &mut [[f64; 4]; 4],
+) -> bool {
+    let n = len / W;
+    let mut ca: [&[[f32; W]]; R] = [&[]; R];
+    for (r, x) in ca.iter_mut().enumerate() {
+        *x = &a[r0 + r][..len].as_chunks::<W>().0[..n];
+    }
+    let mut acc = [[V::zero(); R]; R];
+    for k in 0..n {
+        let mut va = [V::zero(); R];
+        for r in 0..R {
+            va[r] = V::load(&ca[r][k]);
+        }
+        for r in 0..R {
+            for c in r..R {
+                acc[r][c] = va[r].mul_add2(va[c], acc[r][c]);
+            }
+        }
+    }
+    let mut ok = true;
+    for r in 0..R {
+        ok &= row_fits(acc[r][r].to_array(), &a[r0 + r][..len], n * W);
+        for c in r..R {
+            let (x, y) = (&a[r0 + r][..len], &a[r0 + c][..len]);
+            out[r0 + r][r0 + c] += finish(acc[r][c].to_array(), x, y, n * W);
+        }
+    }
+    ok
+}
+
+/// A tile of `shape` as sub-tiles that fit the register file: diagonal
+/// blocks of `D` rows, off-diagonal rectangles of `SR` x `SC` rows.
+#[inline(always)]
+fn tile<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
+    a: [&[f32]; 4],
+    b: [&[f32]; 4],
+    shape: Tile,
+    len: usize,
+    out: &mut [[f64; 4]; 4],
+) -> bool {
+    macro_rules! rect {
+        ($bb:expr, $at:expr, $rr:expr, $cc:expr) => {
+            match ($rr, $cc) {
+                (1, 1) => rect::<V, 1, 1>(&a, $bb, $at, len, out),
+                (1, 2) => rect::<V, 1, 2>(&a, $bb, $at, len, out),
+                (1, 3) => rect::<V, 1, 3>(&a, $bb, $at, len, out),
+                (1, _) => rect::<V, 1, 4>(&a, $bb, $at, len, out),
+                (2, 1) => rect::<V, 2, 1>(&a, $bb, $at, len, out),
+                (2, 2) => rect::<V, 2, 2>(&a, $bb, $at, len, out),
+                (2, 3) if SC >= 3 => rect::<V, 2, 3>(&a, $bb, $at, len, out),
+                (2, _) if SC >= 4 => rect::<V, 2, 4>(&a, $bb, $at, len, out),
+                (3, 1) if SR >= 3 => rect::<V, 3, 1>(&a, $bb, $at, len, out),
+                (3, 2) if SR >= 3 => rect::<V, 3, 2>(&a, $bb, $at, len, out),
+                (3, 3) if SR >= 3 && SC >= 3 => rect::<V, 3, 3>(&a, $bb, $at, len, out),
+                (3, _) if SR >= 3 && SC >= 4 => rect::<V, 3, 4>(&a, $bb, $at, len, out),
+                (_, 1) if SR >= 4 => rect::<V, 4, 1>(&a, $bb, $at, len, out),
+                (_, 2) if SR >= 4 => rect::<V, 4, 2>(&a, $bb, $at, len, out),
+                (_, 3) if SR >= 4 && SC >= 3 => rect::<V, 4, 3>(&a, $bb, $at, len, out),
+                (_, _) if SR >= 4 && SC >= 4 => rect::<V, 4, 4>(&a, $bb, $at, len, out),
+                _ => rect::<V, 1, 1>(&a, $bb, $at, len, out),
+            }
+        };
+    }
+    let (rows, cols) = (shape.rows.clamp(1, 4), shape.cols.clamp(1, 4));
+    if !shape.diagonal {
+        let mut r0 = 0;
+        while r0 < rows {
+            let mut c0 = 0;
+            while c0 < cols {
+                rect!(&b, (r0, c0), SR.min(rows - r0), SC.min(cols - c0));
+                c0 += SC;
+            }
+            r0 += SR;
+        }
+        return true;
+    }
+    let mut ok = true;
+    let mut r0 = 0;
+    while r0 < rows {
+        let rr = D.min(rows - r0);
+        ok &= match rr {
+            1 => tri::<V, 1>(&a, r0, len, out),
+            2 => tri::<V, 2>(&a, r0, len, out),
+            3 if D >= 3 => tri::<V, 3>(&a, r0, len, out),
+            _ if D >= 4 => tri::<V, 4>(&a, r0, len, out),
+            _ => tri::<V, 1>(&a, r0, len, out),
+        };
+        // The rows after this diagonal block, against it.
+        let mut c0 = r0 + D;
+        while c0 < rows {
+            let mut s0 = r0;
+            while s0 < r0 + rr {
+                rect!(&a, (s0, c0), SR.min(r0 + rr - s0), SC.min(rows - c0));
+                s0 += SR;
+            }
+            c0 += SC;
+        }
+        r0 += D;
+    }
+    ok
+}
+
+/// `out[k] += alpha * x[k]` over `len` columns.
+#[inline(always)]
+fn axpy8<V: Lanes8>(out: &mut [f32], alpha: f32, x: &[f32]) {
+    let len = out.len().min(x.len());
+    let n = len / W;
+    let (co, to) = out[..len].as_chunks_mut::<W>();
+    let (cx, tx) = x[..len].as_chunks::<W>();
+    let va = V::splat(alpha);
+    for (o, v) in co[..n].iter_mut().zip(&cx[..n]) {
+        *o = V::load(v).mul_add2(va, V::load(o)).to_array();
+    }
+    for (o, &v) in to.iter_mut().zip(tx) {
+        *o += v * alpha;
+    }
+}
+
+/// The SIMD kernels of the compile-time backend (`wide::f32x8`: one AVX
+/// register, two SSE2 or NEON registers), with the run-time AVX kernels
+/// ([`x86`]) in front of them where those are available.
+pub mod simd {
+    use super::{Lanes8, Tile};
+    use wide::f32x8;
+
+    impl Lanes8 for f32x8 {
+        #[inline(always)]
+        fn zero() -> Self {
+            f32x8::ZERO
+        }
+        #[inline(always)]
+        fn load(x: &[f32; 8]) -> Self {
+            f32x8::from(*x)
+        }
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            f32x8::splat(x)
+        }
+        #[inline(always)]
+        fn mul_add2(self, b: Self, acc: Self) -> Self {
+            acc + self * b
+        }
+        #[inline(always)]
+        fn to_array(self) -> [f32; 8] {
+            f32x8::to_array(self)
+        }
     }
 
-    /// `out[r][c] += sum_k a[r][k] * b[c][k]` for the pairs of `shape`.
-    /// Dispatches to a kernel compiled for that shape, so that the
-    /// accumulators of exactly those pairs live in registers.
+    /// `out[r][c] += sum_k a[r][k] * b[c][k]` for the pairs of `shape`;
+    /// on a diagonal tile, false when a row is out of the `f32` range (then
+    /// `out` holds garbage and the caller takes the exact kernel).
     pub fn gram_tile_f32(
         a: [&[f32]; 4],
         b: [&[f32]; 4],
         shape: Tile,
         len: usize,
         out: &mut [[f64; 4]; 4],
-    ) {
-        macro_rules! off {
-            ($($r:literal $c:literal),*) => {
-                match (shape.rows, shape.cols) {
-                    $(($r, $c) => tile::<$r, $c, false>(a, b, len, out),)*
-                    _ => tile::<4, 4, false>(a, b, len, out),
-                }
-            };
+    ) -> bool {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if let Some(ok) = super::x86::gram_tile_f32(a, b, shape, len, out) {
+            return ok;
         }
-        if shape.diagonal {
-            match shape.rows {
-                1 => tile::<1, 1, true>(a, a, len, out),
-                2 => tile::<2, 2, true>(a, a, len, out),
-                3 => tile::<3, 3, true>(a, a, len, out),
-                _ => tile::<4, 4, true>(a, a, len, out),
-            }
-        } else {
-            off!(1 1, 1 2, 1 3, 1 4, 2 1, 2 2, 2 3, 2 4, 3 1, 3 2, 3 3, 3 4, 4 1, 4 2, 4 3)
-        }
+        portable(a, b, shape, len, out)
     }
 
-    /// The R x C (upper triangle when `D`) tile kernel: one vector per row
-    /// per step, the pair products in `f32x8` lanes, one `f64` sum per pair
-    /// at the end (the tail columns in `f64`).
-    #[inline(always)]
-    fn tile<const R: usize, const C: usize, const D: bool>(
+    /// [`gram_tile_f32`] on the compile-time backend only, with sub-tiles
+    /// sized to its register file: 32 registers (AVX-512) hold a 4 x 4
+    /// tile, 16 AVX registers a 4-row triangle and 2 x 4 rectangles, and
+    /// with two registers per vector (SSE2, NEON) 2 x 2 pieces.
+    pub fn portable(
         a: [&[f32]; 4],
         b: [&[f32]; 4],
+        shape: Tile,
         len: usize,
         out: &mut [[f64; 4]; 4],
-    ) {
-        let n = len / W;
-        let ca: [&[[f32; W]]; R] = core::array::from_fn(|r| &a[r][..len].as_chunks::<W>().0[..n]);
-        let cb: [&[[f32; W]]; C] = core::array::from_fn(|c| &b[c][..len].as_chunks::<W>().0[..n]);
-        let mut acc = [[f32x8::ZERO; C]; R];
-        for k in 0..n {
-            let va: [f32x8; R] = core::array::from_fn(|r| f32x8::from(ca[r][k]));
-            let vb: [f32x8; C] = if D {
-                core::array::from_fn(|c| va[c.min(R - 1)])
-            } else {
-                core::array::from_fn(|c| f32x8::from(cb[c][k]))
-            };
-            for r in 0..R {
-                for c in 0..C {
-                    if !D || c >= r {
-                        acc[r][c] = va[r].mul_add(vb[c], acc[r][c]);
-                    }
-                }
-            }
-        }
-        let tail = n * W;
-        for r in 0..R {
-            for c in 0..C {
-                if D && c < r {
-                    continue;
-                }
-                let mut s = 0.0f64;
-                for l in acc[r][c].to_array() {
-                    s += f64::from(l);
-                }
-                for k in tail..len {
-                    s += f64::from(a[r][k] * b[c][k]);
-                }
-                out[r][c] += s;
-            }
+    ) -> bool {
+        if cfg!(target_feature = "avx512vl") {
+            super::tile::<f32x8, 4, 4, 4>(a, b, shape, len, out)
+        } else if cfg!(target_feature = "avx") {
+            super::tile::<f32x8, 4, 2, 4>(a, b, shape, len, out)
+        } else {
+            super::tile::<f32x8, 2, 2, 2>(a, b, shape, len, out)
         }
     }
 
     /// `out[k] += alpha * x[k]`.
     pub fn axpy_f32(out: &mut [f32], alpha: f32, x: &[f32]) {
-        let len = out.len().min(x.len());
-        let n = len / W;
-        let (co, to) = out[..len].as_chunks_mut::<W>();
-        let (cx, tx) = x[..len].as_chunks::<W>();
-        let va = f32x8::splat(alpha);
-        for (o, &v) in co[..n].iter_mut().zip(&cx[..n]) {
-            *o = f32x8::from(v).mul_add(va, f32x8::from(*o)).to_array();
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if super::x86::axpy_f32(out, alpha, x) {
+            return;
         }
-        for (o, &v) in to.iter_mut().zip(tx) {
-            *o += alpha * v;
+        portable_axpy(out, alpha, x)
+    }
+
+    /// [`axpy_f32`] on the compile-time backend only.
+    pub fn portable_axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
+        super::axpy8::<f32x8>(out, alpha, x)
+    }
+}
+
+/// Run-time selected AVX kernels (x86-64 with `std`): the same generic
+/// kernels as [`simd`], compiled with `#[target_feature]` for AVX (16
+/// registers) and AVX-512VL (32 registers, still 8-lane vectors), and
+/// chosen once per process with `is_x86_feature_detected!`. Bitwise the
+/// same results as the compile-time backend.
+///
+/// This module holds the crate's only `unsafe` outside the C ABI: calling a
+/// `#[target_feature]` function, and the AVX intrinsics behind [`Lanes8`],
+/// is sound only on a CPU with those features, which the cached detection
+/// establishes before any such call.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+pub mod x86 {
+    use super::{Lanes8, Tile};
+    use core::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// The kernels in use, from [`level`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Level {
+        /// The compile-time backend (`wide`; SSE2 on a default build).
+        Portable = 1,
+        /// AVX, 16 vector registers.
+        Avx = 2,
+        /// AVX-512VL: AVX vectors in 32 registers.
+        Avx512 = 3,
+    }
+
+    static LEVEL: AtomicU8 = AtomicU8::new(0);
+    /// 0: use the detected level; otherwise a forced one (tests, benches).
+    static FORCE: AtomicU8 = AtomicU8::new(0);
+
+    /// The best kernels this CPU runs (detected once, then cached).
+    pub fn detected() -> Level {
+        let l = match LEVEL.load(Ordering::Relaxed) {
+            0 => {
+                let l = if std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx")
+                {
+                    3
+                } else if std::is_x86_feature_detected!("avx") {
+                    2
+                } else {
+                    1
+                };
+                LEVEL.store(l, Ordering::Relaxed);
+                l
+            }
+            l => l,
+        };
+        from_u8(l)
+    }
+
+    fn from_u8(l: u8) -> Level {
+        match l {
+            3 => Level::Avx512,
+            2 => Level::Avx,
+            _ => Level::Portable,
+        }
+    }
+
+    /// The kernels the passes use: [`detected`], or at most the level given
+    /// to [`force`].
+    pub fn level() -> Level {
+        let d = detected();
+        match FORCE.load(Ordering::Relaxed) {
+            0 => d,
+            f => from_u8(f.min(d as u8)),
+        }
+    }
+
+    /// Caps the kernels at `level` for the whole process (`None`: the
+    /// detected best). For measuring and testing the backends against each
+    /// other; results are bitwise the same at every level.
+    pub fn force(level: Option<Level>) {
+        FORCE.store(level.map_or(0, |l| l as u8), Ordering::Relaxed);
+    }
+
+    /// An AVX register. Values of this type are only created and used
+    /// inside the `#[target_feature(enable = "avx")]` functions below, which
+    /// run only after [`detected`] found AVX.
+    #[derive(Clone, Copy)]
+    struct Avx(__m256);
+
+    impl Lanes8 for Avx {
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: AVX is present (see the type's documentation).
+            Avx(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
+        fn load(x: &[f32; 8]) -> Self {
+            // SAFETY: `x` is 8 readable floats; AVX is present.
+            Avx(unsafe { _mm256_loadu_ps(x.as_ptr()) })
+        }
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            // SAFETY: AVX is present.
+            Avx(unsafe { _mm256_set1_ps(x) })
+        }
+        #[inline(always)]
+        fn mul_add2(self, b: Self, acc: Self) -> Self {
+            // SAFETY: AVX is present.
+            Avx(unsafe { _mm256_add_ps(acc.0, _mm256_mul_ps(self.0, b.0)) })
+        }
+        #[inline(always)]
+        fn to_array(self) -> [f32; 8] {
+            let mut out = [0.0f32; 8];
+            // SAFETY: `out` is 8 writable floats; AVX is present.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), self.0) };
+            out
+        }
+    }
+
+    #[target_feature(enable = "avx")]
+    fn gram_avx(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        out: &mut [[f64; 4]; 4],
+    ) -> bool {
+        super::tile::<Avx, 4, 2, 4>(a, b, shape, len, out)
+    }
+
+    #[target_feature(enable = "avx,avx512f,avx512vl")]
+    fn gram_avx512(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        out: &mut [[f64; 4]; 4],
+    ) -> bool {
+        super::tile::<Avx, 4, 4, 4>(a, b, shape, len, out)
+    }
+
+    #[target_feature(enable = "avx")]
+    fn axpy_avx(out: &mut [f32], alpha: f32, x: &[f32]) {
+        super::axpy8::<Avx>(out, alpha, x)
+    }
+
+    /// The Gram tile on the run-time kernels; `None` when they are not in
+    /// use.
+    pub fn gram_tile_f32(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        out: &mut [[f64; 4]; 4],
+    ) -> Option<bool> {
+        match level() {
+            // SAFETY: `level` is at most `detected`, so the CPU has
+            // AVX-512F, AVX-512VL and AVX.
+            Level::Avx512 => Some(unsafe { gram_avx512(a, b, shape, len, out) }),
+            // SAFETY: as above, the CPU has AVX.
+            Level::Avx => Some(unsafe { gram_avx(a, b, shape, len, out) }),
+            Level::Portable => None,
+        }
+    }
+
+    /// `out[k] += alpha * x[k]` on AVX; false when the run-time kernels are
+    /// not in use.
+    pub fn axpy_f32(out: &mut [f32], alpha: f32, x: &[f32]) -> bool {
+        match level() {
+            Level::Portable => false,
+            _ => {
+                // SAFETY: `level` is at most `detected`: the CPU has AVX.
+                unsafe { axpy_avx(out, alpha, x) };
+                true
+            }
         }
     }
 }
@@ -531,47 +891,122 @@ mod tests {
         }
     }
 
+    /// The diagonal tile tells, in both twins, whether its rows fit the
+    /// `f32` lanes: ordinary and zero rows do, rows with a huge, NaN or
+    /// infinite value or only tiny values do not.
     #[test]
-    fn fast_range_twins_agree() {
+    fn diagonal_tiles_check_the_row_range() {
         let base = rows(9, 300);
-        let specials = [
-            0.0,
-            1e-30,
-            1e30,
-            f32::NAN,
-            f32::INFINITY,
-            -f32::INFINITY,
-            1e-10,
-            -2.0,
+        let cases: [(f32, f32, bool); 8] = [
+            (0.0, 0.0, true),
+            (1.0, 0.5, true),
+            (1e30, 1.0, false),
+            (f32::NAN, 1.0, false),
+            (f32::INFINITY, 1.0, false),
+            (-f32::INFINITY, 1.0, false),
+            (1e-30, 0.0, false),
+            (1e-10, 0.0, true),
         ];
-        for len in [0usize, 1, 15, 16, 17, 33, 256, 300] {
-            for (k, &sp) in specials.iter().enumerate() {
-                for pos in [0usize, 7, 16, 299] {
-                    let mut r = base[k % 8];
-                    let mut tiny = [0.0f32; 300];
-                    if pos < len {
-                        r[pos] = sp;
-                        tiny[pos] = sp;
+        for len in [8usize, 16, 17, 256] {
+            for &(special, scale, fits) in &cases {
+                for pos in [0usize, 7, len - 1] {
+                    if pos >= len - len % 8 && special == 1e-10 {
+                        // A small value alone in the tail columns (the
+                        // SIMD lanes all zero) takes the exact kernel in
+                        // the SIMD form: either choice is right.
+                        continue;
                     }
-                    for row in [&r[..len], &tiny[..len]] {
-                        assert_eq!(
-                            simd::fast_range_f32(row),
-                            scalar::fast_range_f32(row),
-                            "len {len} special {sp} at {pos}"
-                        );
+                    let mut r = [0.0f32; 300];
+                    for (x, &y) in r.iter_mut().zip(&base[0]).take(len) {
+                        *x = y * scale;
                     }
+                    r[pos] = special;
+                    let a = [&r[..], &base[1][..], &base[2][..], &base[3][..]];
+                    let shape = Tile {
+                        rows: 4,
+                        cols: 4,
+                        diagonal: true,
+                    };
+                    let mut out = [[0.0; 4]; 4];
+                    let got = simd::gram_tile_f32(a, a, shape, len, &mut out);
+                    assert_eq!(got, fits, "simd len {len} {special} at {pos}");
+                    let got = scalar::gram_tile_f32(a, a, shape, len, &mut out);
+                    assert_eq!(got, fits, "scalar len {len} {special} at {pos}");
                 }
             }
         }
     }
 
+    /// The run-time kernels (every level this CPU has) give bitwise the
+    /// compile-time backend's Gram tiles and axpy.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn runtime_kernels_are_bitwise_the_portable_ones() {
+        let m = rows(23, 300);
+        for level in [x86::Level::Portable, x86::Level::Avx, x86::Level::Avx512] {
+            x86::force(Some(level));
+            for len in [1usize, 8, 13, 100, 256] {
+                for rows_ in 1..=4 {
+                    for cols in 1..=4 {
+                        for diagonal in [false, true] {
+                            if diagonal && rows_ != cols {
+                                continue;
+                            }
+                            let shape = Tile {
+                                rows: rows_,
+                                cols,
+                                diagonal,
+                            };
+                            let a = [&m[0][..], &m[1][..], &m[2][..], &m[3][..]];
+                            let b = if diagonal {
+                                a
+                            } else {
+                                [&m[4][..], &m[5][..], &m[6][..], &m[7][..]]
+                            };
+                            let (mut x, mut y) = ([[0.0; 4]; 4], [[0.0; 4]; 4]);
+                            let ok_x = simd::gram_tile_f32(a, b, shape, len, &mut x);
+                            let ok_y = simd::portable(a, b, shape, len, &mut y);
+                            assert_eq!(ok_x, ok_y);
+                            for r in 0..4 {
+                                for c in 0..4 {
+                                    assert_eq!(
+                                        x[r][c].to_bits(),
+                                        y[r][c].to_bits(),
+                                        "{level:?} {shape:?} {len} {r} {c}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                let (mut o1, mut o2) = (m[0], m[0]);
+                simd::axpy_f32(&mut o1[..len], 0.3, &m[1][..len]);
+                simd::portable_axpy(&mut o2[..len], 0.3, &m[1][..len]);
+                assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
+            }
+        }
+        x86::force(None);
+    }
+
+    /// The SIMD axpy is bitwise the scalar twin's.
+    #[test]
+    fn axpy_twins_are_bitwise_equal() {
+        let m = rows(5, 300);
+        for len in [0usize, 5, 8, 299] {
+            let (mut o1, mut o2) = (m[0], m[0]);
+            simd::axpy_f32(&mut o1[..len], -1.7, &m[2][..len]);
+            scalar::axpy(&mut o2[..len], -1.7, &m[2][..len]);
+            assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
+        }
+    }
+
     #[test]
     fn fast_range_rejects_extremes() {
-        assert!(f32::fast_range(&[0.0, 0.0]));
-        assert!(f32::fast_range(&[1.0, -3.0]));
-        assert!(!f32::fast_range(&[1e30, 1.0]));
-        assert!(!f32::fast_range(&[1e-30, 0.0]));
-        assert!(!f32::fast_range(&[f32::NAN, 1.0]));
-        assert!(!f32::fast_range(&[f32::INFINITY]));
+        assert!(scalar::fast_range_f32(&[0.0, 0.0]));
+        assert!(scalar::fast_range_f32(&[1.0, -3.0]));
+        assert!(!scalar::fast_range_f32(&[1e30, 1.0]));
+        assert!(!scalar::fast_range_f32(&[1e-30, 0.0]));
+        assert!(!scalar::fast_range_f32(&[f32::NAN, 1.0]));
+        assert!(!scalar::fast_range_f32(&[f32::INFINITY]));
     }
 }
