@@ -1,8 +1,10 @@
 //! The one-call path against the direct loop of the TensorFlow and PyTorch
-//! ports (O(T^2) passes, `tests/common/direct.rs`), for T in {2, 4, 8} and
-//! N in {1e3, 1e5, 1e6}, plus the threaded one-call path (feature
-//! `parallel`, all cores) and the in-place projected path. Short samples so
-//! the whole bench runs in a few minutes:
+//! ports (O(T^2) passes, `tests/common/direct.rs`), plus the threaded
+//! one-call path (feature `parallel`, all cores) and the in-place projected
+//! path, over two grids: T in {2, 4, 8} x N in {1e3, 1e5, 1e6}, and the
+//! roofline example's T in {2, 4, 8, 16} x N in {1e4, 1e6, 1e7}. Short
+//! samples (flat sampling, 10 samples, for the slow N = 1e7 cases) so the
+//! whole bench runs in about ten minutes:
 //!
 //! ```sh
 //! cargo bench --bench pcgrad                      # serial
@@ -16,7 +18,9 @@
 #[path = "../tests/common/direct.rs"]
 mod direct;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use pcgrad::{Flat, FlatMut, Layout, PpcGrad};
 use std::hint::black_box;
 use std::time::Duration;
@@ -40,8 +44,23 @@ fn make_grads(tasks: usize, dim: usize) -> Vec<f32> {
 
 fn bench(c: &mut Criterion) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for &t in &[2usize, 4, 8] {
-        for &n in &[1_000usize, 100_000, 1_000_000] {
+    // The two grids, merged, in increasing T then N.
+    let mut cases: Vec<(usize, usize)> = Vec::new();
+    for t in [2usize, 4, 8] {
+        for n in [1_000usize, 100_000, 1_000_000] {
+            cases.push((t, n));
+        }
+    }
+    for t in [2usize, 4, 8, 16] {
+        for n in [10_000usize, 1_000_000, 10_000_000] {
+            if !cases.contains(&(t, n)) {
+                cases.push((t, n));
+            }
+        }
+    }
+    cases.sort_unstable();
+    for (t, n) in cases {
+        {
             let grads = make_grads(t, n);
             let layout = Layout::dense(t, n).expect("layout");
             let flat = Flat::new(layout, &grads).expect("flat");
@@ -58,6 +77,11 @@ fn bench(c: &mut Criterion) {
                     400
                 }))
                 .throughput(Throughput::Bytes((t * n * 4) as u64));
+            if n >= 10_000_000 {
+                // 10 single-iteration samples (the direct loop takes about
+                // 2 s per call at T = 16) instead of linear sampling's 55.
+                g.sampling_mode(SamplingMode::Flat);
+            }
             g.bench_function(BenchmarkId::new("one_call", n), |b| {
                 b.iter(|| {
                     PpcGrad::new()

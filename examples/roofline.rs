@@ -10,9 +10,11 @@
 //! rep: the limit (two streaming SIMD reads of the same T x N buffer, on one
 //! thread and on all cores), the one-call merged path (`PpcGrad`, serial and
 //! on all cores), the in-place projected path (all cores) and the direct
-//! loop of the TensorFlow/PyTorch ports (O(T^2) passes, one thread). Times
-//! are medians; each ratio is to the limit measured with the same thread
-//! count. The last line is the worst merged-path ratio over the cases with
+//! loop of the TensorFlow/PyTorch ports (O(T^2) passes, one thread), and,
+//! on x86-64, the serial merged path again with the run-time AVX kernels
+//! turned off (`portable1`: the compile-time `wide` backend, SSE2 on a
+//! default build). Times are medians; each ratio is to the limit measured
+//! with the same thread count. The last line is the worst merged-path ratio over the cases with
 //! N >= 1e6 and T <= 8. Options: `--quick`, `--threads K` (default: all
 //! cores), `--llc-mib M` (the cache size that separates the regimes, 32).
 
@@ -76,6 +78,22 @@ fn make_grads(tasks: usize, dim: usize) -> Vec<f32> {
     out
 }
 
+/// The run-time kernel level in use (x86-64 with `std`).
+fn runtime_level() -> String {
+    #[cfg(target_arch = "x86_64")]
+    return format!("{:?}", pcgrad::kernels::x86::level());
+    #[cfg(not(target_arch = "x86_64"))]
+    return "none".into();
+}
+
+/// Turns the run-time kernels off (on) for the `portable1` column.
+fn set_portable(on: bool) {
+    #[cfg(target_arch = "x86_64")]
+    pcgrad::kernels::x86::force(on.then_some(pcgrad::kernels::x86::Level::Portable));
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = on;
+}
+
 fn median(v: &mut [Duration]) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64()
@@ -105,7 +123,7 @@ fn main() {
         (&[2, 4, 8, 16], &[10_000, 1_000_000, 10_000_000])
     };
     println!(
-        "roofline: {} SIMD ({}), {threads} threads of {cores} cores, LLC regime threshold {} MiB",
+        "roofline: compile-time SIMD {} ({}), run-time kernels {}, {threads} threads of {cores} cores, LLC regime threshold {} MiB",
         if cfg!(target_feature = "avx512f") {
             "AVX-512"
         } else if cfg!(target_feature = "avx2") {
@@ -120,6 +138,7 @@ fn main() {
         } else {
             "no FMA"
         },
+        runtime_level(),
         llc >> 20
     );
     println!("times: median ms; ratio: time / limit with the same thread count (limit = two SIMD reads of T x N);");
@@ -127,10 +146,11 @@ fn main() {
         "P = the path's worker count (all cores when each has >= {} elements, else 1)",
         pcgrad::parallel::MIN_WORK
     );
+    println!("portable1: merged1 on the compile-time backend only; gain = portable1 / merged1");
     println!(
-        "{:>3} {:>9} {:>8} {:>6} | {:>8} {:>8} {:>5} | {:>8} {:>8} {:>5} | {:>8} {:>5} | {:>9} {:>6} {:>7}",
+        "{:>3} {:>9} {:>8} {:>6} | {:>8} {:>8} {:>5} | {:>8} {:>8} {:>5} | {:>8} {:>5} | {:>9} {:>6} {:>7} | {:>9} {:>5}",
         "T", "N", "MiB", "regime", "limit1", "merged1", "ratio", "limitP", "mergedP", "ratio",
-        "projP", "ratio", "direct1", "ratio", "speedup"
+        "projP", "ratio", "direct1", "ratio", "speedup", "portable1", "gain"
     );
     let mut worst: Option<(f64, usize, usize)> = None;
     for &t in ts {
@@ -147,7 +167,7 @@ fn main() {
             let probe = time(&mut || two_reads(&grads, 1)).as_secs_f64();
             let cap = if quick { 7 } else { 25 };
             let reps = ((0.25 / probe.max(1e-9)) as usize).clamp(3, cap);
-            let mut v: [Vec<Duration>; 6] = Default::default();
+            let mut v: [Vec<Duration>; 7] = Default::default();
             // The direct loop costs O(T^2) passes: fewer reps when slow.
             let mut direct_reps = reps;
             // The limit runs on as many threads as the one-call path uses.
@@ -173,6 +193,13 @@ fn main() {
                         .project(&mut g, None, &mut ws)
                         .expect("project")
                 }));
+                set_portable(true);
+                v[6].push(time(&mut || {
+                    PpcGrad::new()
+                        .merge(&flat, &mut merged, &mut ws)
+                        .expect("merge")
+                }));
+                set_portable(false);
                 if r < direct_reps {
                     let d = time(&mut || {
                         direct::direct_merge(&grads, t, n, true, true, &mut scratch, &mut merged)
@@ -194,7 +221,7 @@ fn main() {
             }
             let ms = |s: f64| s * 1e3;
             println!(
-                "{:>3} {:>9} {:>8.1} {:>6} | {:>8.3} {:>8.3} {:>5.2} | {:>8.3} {:>8.3} {:>5.2} | {:>8.3} {:>5.2} | {:>9.3} {:>6.2} {:>6.1}x",
+                "{:>3} {:>9} {:>8.1} {:>6} | {:>8.3} {:>8.3} {:>5.2} | {:>8.3} {:>8.3} {:>5.2} | {:>8.3} {:>5.2} | {:>9.3} {:>6.2} {:>6.1}x | {:>9.3} {:>5.2}",
                 t,
                 n,
                 bytes as f64 / (1 << 20) as f64,
@@ -210,6 +237,8 @@ fn main() {
                 ms(m[5]),
                 m[5] / m[0],
                 m[5] / m[1],
+                ms(m[6]),
+                m[6] / m[1],
             );
         }
     }
