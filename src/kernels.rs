@@ -622,7 +622,7 @@ pub mod simd {
 /// same results as the compile-time backend.
 ///
 /// This module holds the crate's only `unsafe` outside the C ABI: calling a
-/// `#[target_feature]` function, and the AVX intrinsics behind [`Lanes8`],
+/// `#[target_feature]` function, and the AVX intrinsics behind `Lanes8`,
 /// is sound only on a CPU with those features, which the cached detection
 /// establishes before any such call.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]

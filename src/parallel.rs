@@ -20,8 +20,8 @@
 //!   coordinate alone, with coefficients that every worker shares. The
 //!   column ranges are cut at multiples of [`BLOCK`] from the start of the
 //!   segment that holds the cut, so each worker sees the same block grid as
-//!   the serial pass (which matters with FMA, where the SIMD lanes fuse the
-//!   multiply-add and the scalar tail of a block does not).
+//!   the serial pass (the kernels round a multiply and an add in every lane
+//!   and in the tail alike, so this is a safeguard rather than a need).
 //!
 //! # Why `std::thread::scope`
 //!
