@@ -33,6 +33,7 @@ step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
 step "benches compile" cargo bench --no-run --features parallel
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
+step "Miri over the FFI tests" scripts/miri.sh
 
 echo
 echo "test summary:"

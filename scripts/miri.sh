@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the C ABI tests (the `ffi::` unit tests in src/ffi.rs, which hold every
+# `unsafe` block of the crate) under Miri, to catch undefined behaviour:
+# out-of-bounds or misaligned accesses, aliasing violations, invalid values,
+# reads of uninitialised memory.
+#
+# Needs a nightly toolchain with the miri and rust-src components; installs
+# them with rustup when missing. When no such toolchain can be installed
+# (offline machine, no rustup), prints a SKIPPED line and exits 0. Any Miri
+# failure fails the script.
+#
+# Flags:
+# - `--features libm/force-soft-floats`: libm's x86 `sqrt` is inline
+#   assembly, which Miri cannot run; the soft version is also correctly
+#   rounded, so the results are the same.
+# - `-Zmiri-strict-provenance`: no integer-to-pointer casts anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+skip() {
+    echo "miri: SKIPPED (no nightly toolchain with miri could be installed)"
+    exit 0
+}
+
+have_miri() {
+    cargo +nightly miri --version >/dev/null 2>&1 &&
+        rustup component list --installed --toolchain nightly 2>/dev/null | grep -q '^rust-src'
+}
+
+if ! have_miri; then
+    command -v rustup >/dev/null 2>&1 || skip
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        rustup toolchain install nightly --profile minimal --component miri,rust-src || skip
+    fi
+    rustup component add miri rust-src --toolchain nightly || skip
+    have_miri || skip
+fi
+
+cargo +nightly miri --version
+cargo +nightly miri setup
+t0=$SECONDS
+MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" \
+    cargo +nightly miri test -p pcgrad --lib --features libm/force-soft-floats ffi::
+echo "miri: ffi tests passed in $((SECONDS - t0)) s"
