@@ -45,12 +45,12 @@ echo "--- fmt and clippy of the Rust firmware (with and without the library)"
 
 # --- builds -------------------------------------------------------------------
 
-build_rust() { # OPT VARIANT(pcgrad|base)
-    local opt=$1 variant=$2 feat=()
-    [ "$variant" = base ] && feat=(--no-default-features)
+build_rust() { # OPT VARIANT(pcgrad|base) [NAME [FEATURE...]]
+    local opt=$1 variant=$2 name=${3:-rust} feat=(--features "${*:4}")
+    [ "$variant" = base ] && feat+=(--no-default-features)
     (cd examples/cortex-m4 &&
         CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt cargo build --release --quiet "${feat[@]}")
-    cp "$CARGO_TARGET_DIR/$TRIPLE/release/pcgrad-firmware-cortex-m4" "$OUT/rust-$opt-$variant.elf"
+    cp "$CARGO_TARGET_DIR/$TRIPLE/release/pcgrad-firmware-cortex-m4" "$OUT/$name-$opt-$variant.elf"
 }
 
 build_c() { # OPT VARIANT(pcgrad|base)
@@ -64,6 +64,12 @@ for opt in "${OPTS[@]}"; do
     echo "--- building the Rust firmware, opt-level $opt"
     build_rust "$opt" pcgrad
     build_rust "$opt" base
+    if [ "$opt" = s ]; then
+        # The same with a panic handler that prints no location: what the
+        # location records of the library's bounds checks cost.
+        build_rust s pcgrad rust-quiet quiet-panic
+        build_rust s base rust-quiet quiet-panic
+    fi
     echo "--- building libpcgrad.a and the C firmware, opt-level $opt"
     # The `firmware` profile (root Cargo.toml): release with LTO, so that the
     # staticlib keeps none of core's panic formatting.
@@ -95,10 +101,8 @@ run_fw() { # NAME: runs $OUT/NAME.elf in QEMU, checks the status and the output
     fi
 }
 
-for lang in rust c; do
-    for opt in "${OPTS[@]}"; do
-        run_fw "$lang-$opt-pcgrad"
-    done
+for fw in rust-s rust-3 rust-quiet-s c-s c-3; do
+    run_fw "$fw-pcgrad"
 done
 
 # --- footprint ----------------------------------------------------------------
@@ -165,15 +169,18 @@ echo "=== footprint (Cortex-M4F, thumbv7em-none-eabihf; sequential PCGrad, merge
 echo
 echo "| firmware | opt-level | library flash (.text+.rodata) | of which compiler run-time | PCGrad code | library static RAM | stack per call |"
 echo "|---|---|---|---|---|---|---|"
-for lang in rust c; do
-    for opt in "${OPTS[@]}"; do
-        elf="$OUT/$lang-$opt-pcgrad.elf" base="$OUT/$lang-$opt-base.elf"
-        flash=$(($(sections "$elf" .text .rodata .ARM.exidx) - $(sections "$base" .text .rodata .ARM.exidx)))
-        rt=$(runtime_bytes "$elf" "$base")
-        ram=$(lib_ram "$elf" "$base")
-        lname=$([ "$lang" = rust ] && echo Rust || echo C)
-        echo "| $lname | $opt | $flash B ($((flash * 10 / 1024 / 10)).$((flash * 10 / 1024 % 10)) KiB) | $rt B | $((flash - rt)) B | $ram B | $(stack_of "$lang-$opt-pcgrad") B |"
-    done
+for fw in rust-s rust-3 rust-quiet-s c-s c-3; do
+    lang=${fw%-*} opt=${fw##*-}
+    elf="$OUT/$fw-pcgrad.elf" base="$OUT/$fw-base.elf"
+    flash=$(($(sections "$elf" .text .rodata .ARM.exidx) - $(sections "$base" .text .rodata .ARM.exidx)))
+    rt=$(runtime_bytes "$elf" "$base")
+    ram=$(lib_ram "$elf" "$base")
+    case $lang in
+    rust) lname=Rust ;;
+    rust-quiet) lname="Rust, panic handler without location" ;;
+    *) lname=C ;;
+    esac
+    echo "| $lname | $opt | $flash B ($((flash * 10 / 1024 / 10)).$((flash * 10 / 1024 % 10)) KiB) | $rt B | $((flash - rt)) B | $ram B | $(stack_of "$fw-pcgrad") B |"
 done
 echo
 echo "Workspace (pcgrad::workspace_len, doubles of 8 bytes, independent of N), reported by the firmware:"

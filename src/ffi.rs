@@ -745,8 +745,10 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
     workspace_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        let cfg = Config::read(config)?;
-        flat_shape(
+        // The checks run in a frame of their own, which is gone before the
+        // passes run: a smaller stack high-water mark.
+        let (cfg, diag) = check_merge_flat(
+            config,
             grads,
             grads_len,
             segments,
@@ -755,27 +757,14 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
             has_grad_len,
             tasks,
             dim,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
         )?;
-        req(merged, merged_len)?;
-        let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
-        check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
-        let [d0, d1] = diag.regions();
-        let [c0, c1] = cfg.inputs(config);
-        let outs = [
-            Region::of(merged, merged_len),
-            Region::of(workspace, workspace_len),
-            d0,
-            d1,
-            cfg.output(),
-        ];
-        let ins = [
-            c0,
-            c1,
-            Region::of(grads, grads_len),
-            Region::of(segments, segments_len),
-            Region::of(has_grad, has_grad_len),
-        ];
-        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
         // SAFETY: every buffer passed `req`/`opt` (non-NULL, aligned, size
         // in range) for its length and the outputs are disjoint from each
         // other and from the inputs, so the shared and mutable slices below
@@ -791,6 +780,62 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
             diag.write(&cfg, tasks, ws, st)
         }
     })())
+}
+
+/// The argument checks of [`pcgrad_merge_flat`]: the config, the shapes,
+/// every pointer, and the disjointness of the outputs from each other and
+/// from the inputs.
+#[inline(never)]
+fn check_merge_flat(
+    config: *const pcgrad_config,
+    grads: *const f32,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut f32,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> Result<(Config, Diag)> {
+    let cfg = Config::read(config)?;
+    flat_shape(
+        grads,
+        grads_len,
+        segments,
+        segments_len,
+        has_grad,
+        has_grad_len,
+        tasks,
+        dim,
+    )?;
+    req(merged, merged_len)?;
+    let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
+    check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
+    let [d0, d1] = diag.regions();
+    let [c0, c1] = cfg.inputs(config);
+    let outs = [
+        Region::of(merged, merged_len),
+        Region::of(workspace, workspace_len),
+        d0,
+        d1,
+        cfg.output(),
+    ];
+    let ins = [
+        c0,
+        c1,
+        Region::of(grads, grads_len),
+        Region::of(segments, segments_len),
+        Region::of(has_grad, has_grad_len),
+    ];
+    disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+    Ok((cfg, diag))
 }
 
 fn pcgrad_of<'a>(cfg: &Config) -> PcGrad<'a> {

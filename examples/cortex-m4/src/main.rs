@@ -419,9 +419,24 @@ unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
     halt()
 }
 
+/// Prints the panic message and its source location. (The library never
+/// panics on any input; its bounds checks still cost flash, and printing
+/// their locations keeps a 16-byte record per check: see `quiet-panic`.)
+#[cfg(not(feature = "quiet-panic"))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("panic: {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    halt()
+}
+
+/// Reports a panic without its message or location, so that the linker
+/// drops the location records of the bounds checks (the handler that
+/// `libpcgrad.a` brings for C firmware is silent too).
+#[cfg(feature = "quiet-panic")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    hprintln!("panic");
     debug::exit(debug::EXIT_FAILURE);
     halt()
 }
