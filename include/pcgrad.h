@@ -206,7 +206,7 @@ typedef struct pcgrad_config {
   /**
    * The explicit order table (T x (T - 1) entries), read only when
    * `order` is `PCGRAD_ORDER_EXPLICIT` in sequential mode; else may be
-   * NULL.
+   * NULL. NULL is also accepted when T = 1 (the table has no entries).
    */
   const uint32_t *order_table;
   /**
@@ -215,7 +215,9 @@ typedef struct pcgrad_config {
   size_t order_table_len;
   /**
    * The PRNG state, read and advanced only when `order` is
-   * `PCGRAD_ORDER_SHUFFLED` in sequential mode; else may be NULL.
+   * `PCGRAD_ORDER_SHUFFLED` in sequential mode; else may be NULL. A
+   * successful call advances it; with T <= 2 there is nothing to
+   * shuffle (one other task has one order) and it stays as it was.
    */
   struct pcgrad_rng *rng;
 } pcgrad_config;

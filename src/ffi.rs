@@ -171,12 +171,14 @@ pub struct pcgrad_config {
     pub threads: usize,
     /// The explicit order table (T x (T - 1) entries), read only when
     /// `order` is `PCGRAD_ORDER_EXPLICIT` in sequential mode; else may be
-    /// NULL.
+    /// NULL. NULL is also accepted when T = 1 (the table has no entries).
     pub order_table: *const u32,
     /// The number of entries of `order_table`: T * (T - 1).
     pub order_table_len: usize,
     /// The PRNG state, read and advanced only when `order` is
-    /// `PCGRAD_ORDER_SHUFFLED` in sequential mode; else may be NULL.
+    /// `PCGRAD_ORDER_SHUFFLED` in sequential mode; else may be NULL. A
+    /// successful call advances it; with T <= 2 there is nothing to
+    /// shuffle (one other task has one order) and it stays as it was.
     pub rng: *mut Rng,
 }
 
@@ -316,7 +318,9 @@ impl Config {
             req(raw.rng, 1)?;
         }
         if uses_table {
-            req(raw.order_table, raw.order_table_len)?;
+            // NULL is fine with length 0 (T = 1 has an empty table); the
+            // length itself is checked against T with the table's contents.
+            opt(raw.order_table, raw.order_table_len)?;
         }
         Ok(Config {
             raw,
@@ -363,9 +367,10 @@ impl Config {
             // call (overlap check), so this is the only reference to it.
             Mode::Sequential(Order::Shuffled(unsafe { &mut *self.raw.rng }))
         } else if self.uses_table {
-            // SAFETY: checked by `req`, read-only for the call.
+            // SAFETY: checked by `opt` (NULL only with length 0, which
+            // `view` maps to an empty slice), read-only for the call.
             Mode::Sequential(Order::Explicit(unsafe {
-                slice::from_raw_parts(self.raw.order_table, self.raw.order_table_len)
+                view(self.raw.order_table, self.raw.order_table_len)
             }))
         } else {
             Mode::Sequential(Order::Fixed)
@@ -2773,6 +2778,25 @@ mod tests {
                 .unwrap();
             assert_eq!(bits32(&fx.merged), bits32(&want));
             assert_eq!(fx.stats, stats_of(st));
+        }
+    }
+
+    #[test]
+    fn explicit_order_table_may_be_null_only_when_empty() {
+        for (t, want) in [(1, PCGRAD_OK), (2, PCGRAD_ERROR_LENGTH_MISMATCH)] {
+            let mut fx = FlatFx::new(t, true, M::Explicit, 0);
+            let before = fx.merged.clone();
+            let mut a = fx.args();
+            a.cfg.order_table = ptr::null();
+            a.cfg.order_table_len = 0;
+            assert_eq!(a.merge(), want, "T = {t}");
+            if want != PCGRAD_OK {
+                assert_eq!(bits32(&fx.merged), bits32(&before));
+                continue;
+            }
+            let mut fixed = FlatFx::new(t, true, M::Fixed, 0);
+            assert_eq!(fixed.args().merge(), PCGRAD_OK);
+            assert_eq!(bits32(&fx.merged), bits32(&fixed.merged));
         }
     }
 
