@@ -16,7 +16,7 @@
 //! the same PRNG state, and applies them to its own range.
 
 use crate::error::{Error, Result};
-use crate::kernels::{gram_tile_exact, Element, Tile, BLOCK};
+use crate::kernels::{Element, Tile, BLOCK};
 use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
 use crate::rng::Rng;
 
@@ -25,6 +25,11 @@ use crate::rng::Rng;
 /// bitwise the same however the chunks are shared among threads (and
 /// however a range is split, when the split points are multiples of CHUNK).
 pub const CHUNK: usize = 8192;
+
+/// Columns per kernel call of the `f32` apply path when a segment has more
+/// than four task rows (the merged block, 8 KiB, stays in L1 between the
+/// groups of four rows).
+const APPLY_W: usize = 2048;
 
 /// Columns per tile of the `f64` apply path.
 pub const TILE_W: usize = 32;
@@ -163,89 +168,111 @@ pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
 
 /// Adds the upper triangle of the Gram of `c0..c1` into `part`.
 ///
-/// Per block of [`BLOCK`] columns: first the diagonal tiles (each group of
-/// four task rows with itself), whose kernel also tells whether the group's
-/// rows fit the `f32` lanes (otherwise the group takes the exact kernel),
-/// then the off-diagonal tiles, on the `f32` lanes when both groups fit.
+/// Per segment piece, in runs of up to 32 blocks of [`BLOCK`] columns, one
+/// kernel call per tile and run ([`Element::gram_run`]): first the diagonal
+/// tiles (each group of four task rows with itself), whose kernel also
+/// tells which blocks of the group's rows fit the `f32` lanes (those that
+/// do not take the exact kernel), then the off-diagonal tiles, on the `f32`
+/// lanes in the blocks where both groups fit. Every block adds the same
+/// value into `part` as a kernel call per block would, in the same order.
 pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
     grads: &G,
     c0: usize,
     c1: usize,
     part: &mut [f64],
 ) {
-    /// Groups of four rows whose fit is remembered; later groups (more than
-    /// 1024 tasks) always take the exact kernel.
+    /// Groups of four rows that may take the `f32` lanes; later groups
+    /// (more than 1024 tasks) always take the exact kernel.
     const GROUPS: usize = 256;
+    /// Bits of per-block fit flags kept for one run (every group's blocks).
+    const BITS: usize = 512;
     let layout = *grads.layout();
     let t = layout.tasks();
-    let mut add = |ia: &[usize], ib: &[usize], out: &[[f64; 4]; 4]| {
-        for (r, &i) in ia.iter().enumerate() {
-            for (c, &j) in ib.iter().enumerate() {
+    // One tile over a run: the pairs i <= j of `part` in, through the
+    // kernel, and back out.
+    let mut tile = |ia: &[usize; 4], ib: &[usize; 4], shape: Tile, run: &Segment, fast: u64| {
+        let rows = |idx: &[usize; 4], n: usize| {
+            [0, 1, 2, 3].map(|r| grads.values(idx[r.min(n.max(1) - 1)], run))
+        };
+        let mut out = [[0.0f64; 4]; 4];
+        for (r, &i) in ia.iter().enumerate().take(shape.rows) {
+            for (c, &j) in ib.iter().enumerate().take(shape.cols) {
                 if i <= j {
-                    part[i * t + j] += out[r][c];
+                    out[r][c] = part[i * t + j];
                 }
             }
         }
+        let (ra, rb) = (rows(ia, shape.rows), rows(ib, shape.cols));
+        let fits = F::gram_run(ra, rb, shape, run.len(), fast, &mut out);
+        for (r, &i) in ia.iter().enumerate().take(shape.rows) {
+            for (c, &j) in ib.iter().enumerate().take(shape.cols) {
+                if i <= j {
+                    part[i * t + j] = out[r][c];
+                }
+            }
+        }
+        fits
     };
     for seg in layout.pieces(c0, c1) {
         let s = seg.index;
-        for piece in seg.blocks(BLOCK) {
-            let len = piece.len();
-            let rows = |idx: &[usize; 4], n: usize| {
-                [0, 1, 2, 3].map(|r| grads.values(idx[r.min(n - 1)], &piece))
+        let groups = (0..t)
+            .filter(|&j| layout.has_grad(j, s))
+            .count()
+            .div_ceil(4);
+        // Blocks per run: at most 32, and few enough that the flags of
+        // every group fit in `BITS`.
+        let mut per = 32;
+        while per > 1 && per * groups.min(GROUPS) > BITS {
+            per /= 2;
+        }
+        let mask = (1u64 << per) - 1;
+        for run in seg.blocks(per * BLOCK) {
+            // Bits g * per .. (g + 1) * per: the blocks where group g fits.
+            let mut fits = [0u64; BITS / 64];
+            let fit = |fits: &[u64; BITS / 64], g: usize| {
+                if g < GROUPS {
+                    (fits[g * per / 64] >> (g * per % 64)) & mask
+                } else {
+                    0
+                }
             };
-            // Bit g: group g fits the f32 lanes.
-            let mut fits = [0u64; GROUPS / 64];
             let (mut ta, mut g) = (0, 0);
             loop {
                 let (ia, na, next) = layout.group_of_four(s, ta);
                 if na == 0 {
                     break;
                 }
-                let ra = rows(&ia, na);
-                let mut out = [[0.0f64; 4]; 4];
                 let shape = Tile {
                     rows: na,
                     cols: na,
                     diagonal: true,
                 };
-                if g < GROUPS && F::gram_tile_fast(ra, ra, shape, len, &mut out) {
-                    fits[g / 64] |= 1 << (g % 64);
-                } else {
-                    out = [[0.0; 4]; 4];
-                    gram_tile_exact(ra, ra, len, &mut out);
+                let fast = if g < GROUPS { mask } else { 0 };
+                let ok = tile(&ia, &ia, shape, &run, fast) & mask;
+                if g < GROUPS {
+                    fits[g * per / 64] |= ok << (g * per % 64);
                 }
-                add(&ia[..na], &ia[..na], &out);
                 ta = next;
                 g += 1;
             }
-            let fit = |g: usize| g < GROUPS && fits[g / 64] & (1 << (g % 64)) != 0;
             let (mut ta, mut ga) = (0, 0);
             loop {
                 let (ia, na, next_a) = layout.group_of_four(s, ta);
                 if na == 0 {
                     break;
                 }
-                let ra = rows(&ia, na);
                 let (mut tb, mut gb) = (next_a, ga + 1);
                 loop {
                     let (ib, nb, next_b) = layout.group_of_four(s, tb);
                     if nb == 0 {
                         break;
                     }
-                    let rb = rows(&ib, nb);
-                    let mut out = [[0.0f64; 4]; 4];
-                    if fit(ga) && fit(gb) {
-                        let shape = Tile {
-                            rows: na,
-                            cols: nb,
-                            diagonal: false,
-                        };
-                        F::gram_tile_fast(ra, rb, shape, len, &mut out);
-                    } else {
-                        gram_tile_exact(ra, rb, len, &mut out);
-                    }
-                    add(&ia[..na], &ib[..nb], &out);
+                    let shape = Tile {
+                        rows: na,
+                        cols: nb,
+                        diagonal: false,
+                    };
+                    tile(&ia, &ib, shape, &run, fit(&fits, ga) & fit(&fits, gb));
                     tb = next_b;
                     gb += 1;
                 }
@@ -467,11 +494,28 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
     for seg in layout.pieces(lo, hi) {
         let w = weight(&layout, seg.index, reduction);
         if fits {
-            for piece in seg.blocks(BLOCK) {
+            // Groups of four rows per kernel call, each call over the whole
+            // piece when one group holds every row (one write of `merged`),
+            // else over L1-sized column blocks.
+            let rows = (0..t).filter(|&j| layout.has_grad(j, seg.index)).count();
+            let step = if rows <= 4 { seg.len() } else { APPLY_W };
+            for piece in seg.blocks(step) {
                 let out = &mut merged[piece.start - lo..piece.end - lo];
-                out.fill(F::zero());
-                for j in (0..t).filter(|&j| layout.has_grad(j, seg.index)) {
-                    F::axpy(out, F::from_f64(coef.b[j] * w), grads.values(j, &piece));
+                let (mut ta, mut first) = (0, true);
+                loop {
+                    let (ia, na, next) = layout.group_of_four(seg.index, ta);
+                    if na == 0 {
+                        break;
+                    }
+                    let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
+                    let x = j.map(|j| grads.values(j, &piece));
+                    let alpha = j.map(|j| F::from_f64(coef.b[j] * w));
+                    F::combine_rows(out, x, alpha, na, first);
+                    ta = next;
+                    first = false;
+                }
+                if first {
+                    out.fill(F::zero());
                 }
             }
         } else {

@@ -57,21 +57,30 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// Round from `f64`.
     fn from_f64(v: f64) -> Self;
-    /// `out[r][c] += sum_k a[r][k] * b[c][k]` over `k < len`, narrow lanes,
-    /// for the pairs of `shape`. On a diagonal tile, returns false when a
-    /// row does not fit the narrow lanes: `out` is then garbage and the
-    /// caller takes [`gram_tile_exact`] for every tile with those rows.
+    /// The Gram tile of `shape` over `len` columns, block by block: for
+    /// each block of [`BLOCK`] columns (the `k`-th from the start of the
+    /// slices), the block's products summed from zero, then added into
+    /// `out[r][c]` for the pairs of `shape`. Block `k` takes the narrow
+    /// `f32` lanes when bit `k` of `fast` is set and, on a diagonal tile,
+    /// its rows fit them; otherwise [`gram_tile_exact`]. Returns the blocks
+    /// (bits) that took the narrow lanes. Blocks past the 64th are exact.
+    /// The same arithmetic as one kernel call per block, without the
+    /// per-block call and dispatch.
     #[doc(hidden)]
-    fn gram_tile_fast(
+    fn gram_run(
         a: [&[Self]; 4],
         b: [&[Self]; 4],
         shape: Tile,
         len: usize,
+        fast: u64,
         out: &mut [[f64; 4]; 4],
-    ) -> bool;
-    /// `out[k] += alpha * x[k]`.
+    ) -> u64;
+    /// `out[k] = s + sum_{r < n} alpha[r] * rows[r][k]` (a multiply, then
+    /// an add, term by term in order of `r`), with `s` zero when `first`,
+    /// else `out[k]`: bitwise a fill with zeros (when `first`) and `n`
+    /// axpys, one read of each row and one write of `out`.
     #[doc(hidden)]
-    fn axpy(out: &mut [Self], alpha: Self, x: &[Self]);
+    fn combine_rows(out: &mut [Self], rows: [&[Self]; 4], alpha: [Self; 4], n: usize, first: bool);
     /// Whether an apply coefficient is safe in this precision.
     #[doc(hidden)]
     fn coef_fits(alpha: f64) -> bool;
@@ -126,25 +135,26 @@ impl Element for f32 {
         v as f32
     }
     #[inline]
-    fn gram_tile_fast(
+    fn gram_run(
         a: [&[f32]; 4],
         b: [&[f32]; 4],
         shape: Tile,
         len: usize,
+        fast: u64,
         out: &mut [[f64; 4]; 4],
-    ) -> bool {
+    ) -> u64 {
         if SIMD {
-            simd::gram_tile_f32(a, b, shape, len, out)
+            simd::gram_run_f32(a, b, shape, len, fast, out)
         } else {
-            scalar::gram_tile_f32(a, b, shape, len, out)
+            run_blocks(a, b, shape, len, fast, out, scalar::gram_tile_f32)
         }
     }
     #[inline]
-    fn axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
+    fn combine_rows(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
         if SIMD {
-            simd::axpy_f32(out, alpha, x)
+            simd::combine_f32(out, rows, alpha, n, first)
         } else {
-            scalar::axpy(out, alpha, x)
+            scalar::combine(out, rows, alpha, n, first)
         }
     }
     #[inline]
@@ -164,19 +174,20 @@ impl Element for f64 {
         v
     }
     #[inline]
-    fn gram_tile_fast(
+    fn gram_run(
         a: [&[f64]; 4],
         b: [&[f64]; 4],
-        _shape: Tile,
+        shape: Tile,
         len: usize,
+        _fast: u64,
         out: &mut [[f64; 4]; 4],
-    ) -> bool {
-        gram_tile_exact(a, b, len, out);
-        true
+    ) -> u64 {
+        // No narrow lanes in f64: every block is exact.
+        run_blocks(a, b, shape, len, 0, out, |_, _, _, _, _| false)
     }
     #[inline]
-    fn axpy(out: &mut [f64], alpha: f64, x: &[f64]) {
-        scalar::axpy(out, alpha, x)
+    fn combine_rows(out: &mut [f64], rows: [&[f64]; 4], alpha: [f64; 4], n: usize, first: bool) {
+        scalar::combine(out, rows, alpha, n, first)
     }
     #[inline]
     fn coef_fits(alpha: f64) -> bool {
@@ -229,6 +240,43 @@ pub fn gram_tile_exact<F: Element>(
             }
         }
     }
+}
+
+/// [`Element::gram_run`] over a per-block tile kernel `tile` (which
+/// returns false when a diagonal block does not fit the narrow lanes).
+#[inline(always)]
+fn run_blocks<F: Element>(
+    a: [&[F]; 4],
+    b: [&[F]; 4],
+    shape: Tile,
+    len: usize,
+    fast: u64,
+    out: &mut [[f64; 4]; 4],
+    mut tile: impl FnMut([&[F]; 4], [&[F]; 4], Tile, usize, &mut [[f64; 4]; 4]) -> bool,
+) -> u64 {
+    let mut fits = 0u64;
+    let (mut k0, mut bit) = (0, 1u64);
+    while k0 < len {
+        let k1 = len.min(k0 + BLOCK);
+        let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
+        let mut part = [[0.0f64; 4]; 4];
+        if fast & bit != 0 && tile(ab, bb, shape, k1 - k0, &mut part) {
+            fits |= bit;
+        } else {
+            part = [[0.0; 4]; 4];
+            gram_tile_exact(ab, bb, k1 - k0, &mut part);
+        }
+        for (r, (o, p)) in out.iter_mut().zip(&part).enumerate() {
+            for (c, (o, &p)) in o.iter_mut().zip(p).enumerate() {
+                if shape.has(r, c) {
+                    *o += p;
+                }
+            }
+        }
+        k0 = k1;
+        bit <<= 1;
+    }
+    fits
 }
 
 /// Scalar twins: the same blocking and accumulation precision as the SIMD
@@ -302,6 +350,23 @@ pub mod scalar {
     pub fn axpy<F: super::Element>(out: &mut [F], alpha: F, x: &[F]) {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = *o + v * alpha;
+        }
+    }
+
+    /// [`super::Element::combine_rows`]: a fill with zeros (when `first`),
+    /// then one [`axpy`] per row.
+    pub fn combine<F: super::Element>(
+        out: &mut [F],
+        rows: [&[F]; 4],
+        alpha: [F; 4],
+        n: usize,
+        first: bool,
+    ) {
+        if first {
+            out.fill(F::zero());
+        }
+        for (x, &a) in rows.iter().zip(&alpha).take(n) {
+            axpy(out, a, x);
         }
     }
 
@@ -533,6 +598,59 @@ fn axpy8<V: Lanes8>(out: &mut [f32], alpha: f32, x: &[f32]) {
     }
 }
 
+/// [`Element::combine_rows`] on `R` rows.
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+fn rows8<V: Lanes8, const R: usize>(
+    out: &mut [f32],
+    rows: [&[f32]; 4],
+    alpha: [f32; 4],
+    first: bool,
+) {
+    let len = rows[..R].iter().fold(out.len(), |m, r| m.min(r.len()));
+    let (head, rest) = out.split_at_mut(len);
+    if first {
+        rest.fill(0.0);
+    }
+    let (co, to) = head.as_chunks_mut::<W>();
+    let n = co.len();
+    let mut cx: [&[[f32; W]]; R] = [&[]; R];
+    for (r, x) in cx.iter_mut().enumerate() {
+        *x = &rows[r][..len].as_chunks::<W>().0[..n];
+    }
+    let mut va = [V::zero(); R];
+    for r in 0..R {
+        va[r] = V::splat(alpha[r]);
+    }
+    for (k, o) in co.iter_mut().enumerate() {
+        let mut acc = if first { V::zero() } else { V::load(o) };
+        for r in 0..R {
+            acc = V::load(&cx[r][k]).mul_add2(va[r], acc);
+        }
+        *o = acc.to_array();
+    }
+    for (k, o) in to.iter_mut().enumerate() {
+        let mut v = if first { 0.0 } else { *o };
+        for r in 0..R {
+            v += rows[r][n * W + k] * alpha[r];
+        }
+        *o = v;
+    }
+}
+
+/// [`Element::combine_rows`] on [`Lanes8`].
+#[inline(always)]
+fn combine8<V: Lanes8>(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
+    match n {
+        0 if first => out.fill(0.0),
+        0 => {}
+        1 => rows8::<V, 1>(out, rows, alpha, first),
+        2 => rows8::<V, 2>(out, rows, alpha, first),
+        3 => rows8::<V, 3>(out, rows, alpha, first),
+        _ => rows8::<V, 4>(out, rows, alpha, first),
+    }
+}
+
 /// The SIMD kernels of the compile-time backend (`wide::f32x8`: one AVX
 /// register, two SSE2 or NEON registers), with the run-time AVX kernels
 /// ([`x86`]) in front of them where those are available.
@@ -580,10 +698,61 @@ pub mod simd {
         portable(a, b, shape, len, out)
     }
 
+    /// [`super::Element::gram_run`] for `f32`, on the run-time kernels
+    /// where those are in use.
+    pub fn gram_run_f32(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> u64 {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if let Some(fits) = super::x86::gram_run_f32(a, b, shape, len, fast, out) {
+            return fits;
+        }
+        portable_run(a, b, shape, len, fast, out)
+    }
+
+    /// [`gram_run_f32`] on the compile-time backend only.
+    pub fn portable_run(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> u64 {
+        super::run_blocks(a, b, shape, len, fast, out, portable)
+    }
+
+    /// [`super::Element::combine_rows`] for `f32`, on the run-time kernels
+    /// where those are in use.
+    pub fn combine_f32(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if super::x86::combine_f32(out, rows, alpha, n, first) {
+            return;
+        }
+        portable_combine(out, rows, alpha, n, first)
+    }
+
+    /// [`combine_f32`] on the compile-time backend only.
+    pub fn portable_combine(
+        out: &mut [f32],
+        rows: [&[f32]; 4],
+        alpha: [f32; 4],
+        n: usize,
+        first: bool,
+    ) {
+        super::combine8::<f32x8>(out, rows, alpha, n, first)
+    }
+
     /// [`gram_tile_f32`] on the compile-time backend only, with sub-tiles
     /// sized to its register file: 32 registers (AVX-512) hold a 4 x 4
     /// tile, 16 AVX registers a 4-row triangle and 2 x 4 rectangles, and
     /// with two registers per vector (SSE2, NEON) 2 x 2 pieces.
+    #[inline(always)]
     pub fn portable(
         a: [&[f32]; 4],
         b: [&[f32]; 4],
@@ -758,6 +927,78 @@ pub mod x86 {
     #[target_feature(enable = "avx")]
     fn axpy_avx(out: &mut [f32], alpha: f32, x: &[f32]) {
         super::axpy8::<Avx>(out, alpha, x)
+    }
+
+    #[target_feature(enable = "avx")]
+    fn gram_run_avx(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> u64 {
+        super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
+            super::tile::<Avx, 4, 2, 4>(a, b, s, l, o)
+        })
+    }
+
+    #[target_feature(enable = "avx,avx512f,avx512vl")]
+    fn gram_run_avx512(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> u64 {
+        super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
+            super::tile::<Avx, 4, 4, 4>(a, b, s, l, o)
+        })
+    }
+
+    #[target_feature(enable = "avx")]
+    fn combine_avx(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
+        super::combine8::<Avx>(out, rows, alpha, n, first)
+    }
+
+    /// [`super::Element::gram_run`] on the run-time kernels; `None` when
+    /// they are not in use.
+    pub fn gram_run_f32(
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> Option<u64> {
+        match level() {
+            // SAFETY: `level` is at most `detected`, so the CPU has
+            // AVX-512F, AVX-512VL and AVX.
+            Level::Avx512 => Some(unsafe { gram_run_avx512(a, b, shape, len, fast, out) }),
+            // SAFETY: as above, the CPU has AVX.
+            Level::Avx => Some(unsafe { gram_run_avx(a, b, shape, len, fast, out) }),
+            Level::Portable => None,
+        }
+    }
+
+    /// [`super::Element::combine_rows`] on AVX; false when the run-time
+    /// kernels are not in use.
+    pub fn combine_f32(
+        out: &mut [f32],
+        rows: [&[f32]; 4],
+        alpha: [f32; 4],
+        n: usize,
+        first: bool,
+    ) -> bool {
+        match level() {
+            Level::Portable => false,
+            _ => {
+                // SAFETY: `level` is at most `detected`: the CPU has AVX.
+                unsafe { combine_avx(out, rows, alpha, n, first) };
+                true
+            }
+        }
     }
 
     /// The Gram tile on the run-time kernels; `None` when they are not in
@@ -985,6 +1226,110 @@ mod tests {
                 assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
             }
         }
+        x86::force(None);
+    }
+
+    /// One `gram_run` over many blocks is bitwise one tile call per block
+    /// (the exact kernel where the fast one may not run or a diagonal
+    /// block's rows do not fit), added in block order, on every run-time
+    /// level and in the scalar twin; `combine_rows` is bitwise a fill and
+    /// one axpy per row.
+    #[test]
+    fn runs_are_bitwise_one_call_per_block() {
+        let len = 5 * BLOCK + 13;
+        let mut m = [[0.0f32; 5 * BLOCK + 13]; 8];
+        let mut s = 7u32;
+        for r in m.iter_mut() {
+            for x in r.iter_mut() {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *x = (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            }
+        }
+        // Block 1 of row 1 out of range, block 3 of row 6 tiny.
+        m[1][BLOCK + 5] = 1e30;
+        for x in &mut m[6][3 * BLOCK..4 * BLOCK] {
+            *x *= 1e-33;
+        }
+        type Tf = fn([&[f32]; 4], [&[f32]; 4], Tile, usize, &mut [[f64; 4]; 4]) -> bool;
+        type Rf = fn([&[f32]; 4], [&[f32]; 4], Tile, usize, u64, &mut [[f64; 4]; 4]) -> u64;
+        let pairs: [(Tf, Rf); 3] = [
+            (simd::portable, simd::portable_run),
+            (scalar::gram_tile_f32, |a, b, sh, l, f, o| {
+                run_blocks(a, b, sh, l, f, o, scalar::gram_tile_f32)
+            }),
+            (simd::gram_tile_f32, simd::gram_run_f32),
+        ];
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        let levels = [x86::Level::Portable, x86::Level::Avx, x86::Level::Avx512];
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        let levels = [()];
+        for level in levels {
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            x86::force(Some(level));
+            for &(tile_fn, run_fn) in &pairs {
+                for (ra, rb, diagonal) in [(0, 0, true), (4, 4, true), (0, 4, false)] {
+                    for (rows_, cols) in [(1, 1), (2, 2), (3, 4), (4, 4)] {
+                        if diagonal && rows_ != cols {
+                            continue;
+                        }
+                        for fast in [u64::MAX, 0b10110, 0] {
+                            let a = [0, 1, 2, 3].map(|r| &m[ra + r][..]);
+                            let b = [0, 1, 2, 3].map(|r| &m[rb + r][..]);
+                            let shape = Tile {
+                                rows: rows_,
+                                cols,
+                                diagonal,
+                            };
+                            let mut want = [[0.5; 4]; 4];
+                            let mut want_fits = 0u64;
+                            for (k, k0) in (0..len).step_by(BLOCK).enumerate() {
+                                let k1 = len.min(k0 + BLOCK);
+                                let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
+                                let mut o = [[0.0; 4]; 4];
+                                if fast >> k & 1 == 1 && tile_fn(ab, bb, shape, k1 - k0, &mut o) {
+                                    want_fits |= 1 << k;
+                                } else {
+                                    o = [[0.0; 4]; 4];
+                                    gram_tile_exact(ab, bb, k1 - k0, &mut o);
+                                }
+                                for r in 0..4 {
+                                    for c in 0..4 {
+                                        if shape.has(r, c) {
+                                            want[r][c] += o[r][c];
+                                        }
+                                    }
+                                }
+                            }
+                            let mut got = [[0.5; 4]; 4];
+                            let fits = run_fn(a, b, shape, len, fast, &mut got);
+                            assert_eq!(fits, want_fits, "{shape:?} {fast:b}");
+                            assert_eq!(
+                                got.map(|r| r.map(f64::to_bits)),
+                                want.map(|r| r.map(f64::to_bits)),
+                                "{shape:?} {fast:b}"
+                            );
+                        }
+                    }
+                }
+            }
+            for n in 0..=4 {
+                for first in [true, false] {
+                    for l in [0usize, 7, 8, 300, len] {
+                        let rows = [0, 1, 2, 3].map(|r| &m[r + 2][..l]);
+                        let alpha = [0.3, -1.7, 2.5e-3, 9.0];
+                        let mut want = m[0];
+                        scalar::combine(&mut want[..l], rows, alpha, n, first);
+                        let mut got = m[0];
+                        simd::combine_f32(&mut got[..l], rows, alpha, n, first);
+                        assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
+                        let mut got = m[0];
+                        f32::combine_rows(&mut got[..l], rows, alpha, n, first);
+                        assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
+                    }
+                }
+            }
+        }
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
         x86::force(None);
     }
 
