@@ -213,6 +213,8 @@ fn max_abs_f32(row: &[f32]) -> f32 {
 }
 
 /// The exact Gram tile: products and sums in `f64`, any element type.
+/// Never inlined: the rare fallback stays out of the kernels' frames.
+#[inline(never)]
 pub fn gram_tile_exact<F: Element>(
     a: [&[F]; 4],
     b: [&[F]; 4],
@@ -288,7 +290,9 @@ pub mod scalar {
     /// `out[r][c] += sum_k a[r][k] * b[c][k]`: `f32` accumulation in runs of
     /// 32 columns (what one SIMD lane sees in a 256-column block), the runs
     /// summed in `f32`, one `f64` add per pair at the end. On a diagonal
-    /// tile, false when a row is out of range ([`fast_range_f32`]).
+    /// tile, false when a row is out of range ([`fast_range_f32`]). Not
+    /// inlined into the block loop (code size on small targets).
+    #[inline(never)]
     pub fn gram_tile_f32(
         a: [&[f32]; 4],
         b: [&[f32]; 4],
