@@ -16,7 +16,7 @@
 //! the same PRNG state, and applies them to its own range.
 
 use crate::error::{Error, Result};
-use crate::kernels::{Element, Tile, BLOCK};
+use crate::kernels::{scalar, Element, Tile, BLOCK, SIMD};
 use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
 use crate::rng::Rng;
 
@@ -166,7 +166,79 @@ pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
     }
 }
 
-/// Adds the upper triangle of the Gram of `c0..c1` into `part`.
+/// Adds the upper triangle of the Gram of `c0..c1` into `part`: in runs of
+/// blocks with SIMD ([`accumulate_runs`]), one block and pair at a time
+/// without ([`accumulate_pairs`], the small code and stack for Cortex-M).
+/// Bitwise the same arithmetic either way, for the same kernels.
+pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
+    grads: &G,
+    c0: usize,
+    c1: usize,
+    part: &mut [f64],
+) {
+    if SIMD {
+        accumulate_runs(grads, c0, c1, part)
+    } else {
+        accumulate_pairs(grads, c0, c1, part)
+    }
+}
+
+/// [`accumulate_chunk`] without SIMD: per block of [`BLOCK`] columns, the
+/// fit of each group of four rows (those that [`accumulate_runs`] puts in
+/// one tile), then every pair i <= j, `part[i][j] += `[`Element::pair_sum`]
+/// on the `f32` lanes when both rows' groups fit. Per pair the same sums,
+/// added in the same (block) order, as the tile kernels.
+pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
+    grads: &G,
+    c0: usize,
+    c1: usize,
+    part: &mut [f64],
+) {
+    /// Groups of four rows that may take the `f32` lanes, as in
+    /// [`accumulate_runs`].
+    const GROUPS: usize = 256;
+    let layout = *grads.layout();
+    let t = layout.tasks();
+    for seg in layout.pieces(c0, c1) {
+        let s = seg.index;
+        for piece in seg.blocks(BLOCK) {
+            // Bit g % 64 of word g / 64: a row of group g does not fit the
+            // f32 lanes (row n of the segment is in group n / 4).
+            let mut bad = [0u64; GROUPS / 64];
+            let mut n = 0;
+            for j in 0..t {
+                if layout.has_grad(j, s) {
+                    if let Some(b) = bad.get_mut(n / 256) {
+                        if !F::block_fits(grads.values(j, &piece)) {
+                            *b |= 1 << (n / 4 % 64);
+                        }
+                    }
+                    n += 1;
+                }
+            }
+            let fit = |n: usize| bad.get(n / 256).is_some_and(|b| b >> (n / 4 % 64) & 1 == 0);
+            let mut n = 0;
+            for i in 0..t {
+                if !layout.has_grad(i, s) {
+                    continue;
+                }
+                let x = grads.values(i, &piece);
+                let mut m = n;
+                for j in i..t {
+                    if layout.has_grad(j, s) {
+                        if let Some(p) = part.get_mut(i * t + j) {
+                            *p += F::pair_sum(x, grads.values(j, &piece), fit(n) && fit(m));
+                        }
+                        m += 1;
+                    }
+                }
+                n += 1;
+            }
+        }
+    }
+}
+
+/// [`accumulate_chunk`] with SIMD.
 ///
 /// Per segment piece, in runs of up to 32 blocks of [`BLOCK`] columns, one
 /// kernel call per tile and run ([`Element::gram_run`]): first the diagonal
@@ -175,12 +247,7 @@ pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
 /// do not take the exact kernel), then the off-diagonal tiles, on the `f32`
 /// lanes in the blocks where both groups fit. Every block adds the same
 /// value into `part` as a kernel call per block would, in the same order.
-pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
-    grads: &G,
-    c0: usize,
-    c1: usize,
-    part: &mut [f64],
-) {
+fn accumulate_runs<F: Element, G: Gradients<F>>(grads: &G, c0: usize, c1: usize, part: &mut [f64]) {
     /// Groups of four rows that may take the `f32` lanes; later groups
     /// (more than 1024 tasks) always take the exact kernel.
     const GROUPS: usize = 256;
@@ -493,7 +560,17 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
         .all(|&b| F::coef_fits(b) && F::coef_fits(b / t as f64));
     for seg in layout.pieces(lo, hi) {
         let w = weight(&layout, seg.index, reduction);
-        if fits {
+        if fits && !SIMD {
+            // Without SIMD: a fill and one axpy per row over the piece,
+            // bitwise the grouped kernel calls below.
+            if let Some(out) = merged.get_mut(seg.start - lo..seg.end - lo) {
+                out.fill(F::zero());
+                for j in (0..t).filter(|&j| layout.has_grad(j, seg.index)) {
+                    let alpha = F::from_f64(at(coef.b, j) * w);
+                    scalar::axpy(out, alpha, grads.values(j, &seg));
+                }
+            }
+        } else if fits {
             // Groups of four rows per kernel call, each call over the whole
             // piece when one group holds every row (one write of `merged`),
             // else over L1-sized column blocks.
@@ -624,6 +701,139 @@ fn combine(rows: &[f64], coef: &[f64], acc: &mut [f64]) {
         if cj != 0.0 {
             for (a, &v) in acc.iter_mut().zip(&rows[j * TILE_W..j * TILE_W + len]) {
                 *a += cj * v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gram_tile_exact;
+    use crate::layout::Flat;
+
+    /// The Gram of a chunk as one scalar tile call per block and group of
+    /// four rows (the diagonal tiles first, the exact kernel where a
+    /// group's rows do not fit the `f32` lanes).
+    fn by_tiles(grads: &Flat<'_, f32>, c0: usize, c1: usize, part: &mut [f64]) {
+        let layout = *grads.layout();
+        let t = layout.tasks();
+        let mut add = |ia: &[usize], ib: &[usize], out: &[[f64; 4]; 4]| {
+            for (r, &i) in ia.iter().enumerate() {
+                for (c, &j) in ib.iter().enumerate() {
+                    if i <= j {
+                        part[i * t + j] += out[r][c];
+                    }
+                }
+            }
+        };
+        for seg in layout.pieces(c0, c1) {
+            let s = seg.index;
+            for piece in seg.blocks(BLOCK) {
+                let len = piece.len();
+                let rows = |idx: &[usize; 4], n: usize| {
+                    [0, 1, 2, 3].map(|r| grads.values(idx[r.min(n - 1)], &piece))
+                };
+                let mut fits = [false; 8];
+                let (mut ta, mut g) = (0, 0);
+                loop {
+                    let (ia, na, next) = layout.group_of_four(s, ta);
+                    if na == 0 {
+                        break;
+                    }
+                    let ra = rows(&ia, na);
+                    let mut out = [[0.0f64; 4]; 4];
+                    let shape = Tile {
+                        rows: na,
+                        cols: na,
+                        diagonal: true,
+                    };
+                    if scalar::gram_tile_f32(ra, ra, shape, len, &mut out) {
+                        fits[g] = true;
+                    } else {
+                        out = [[0.0; 4]; 4];
+                        gram_tile_exact(ra, ra, len, &mut out);
+                    }
+                    add(&ia[..na], &ia[..na], &out);
+                    ta = next;
+                    g += 1;
+                }
+                let (mut ta, mut ga) = (0, 0);
+                loop {
+                    let (ia, na, next_a) = layout.group_of_four(s, ta);
+                    if na == 0 {
+                        break;
+                    }
+                    let (mut tb, mut gb) = (next_a, ga + 1);
+                    loop {
+                        let (ib, nb, next_b) = layout.group_of_four(s, tb);
+                        if nb == 0 {
+                            break;
+                        }
+                        let (ra, rb) = (rows(&ia, na), rows(&ib, nb));
+                        let mut out = [[0.0f64; 4]; 4];
+                        if fits[ga] && fits[gb] {
+                            let shape = Tile {
+                                rows: na,
+                                cols: nb,
+                                diagonal: false,
+                            };
+                            scalar::gram_tile_f32(ra, rb, shape, len, &mut out);
+                        } else {
+                            gram_tile_exact(ra, rb, len, &mut out);
+                        }
+                        add(&ia[..na], &ib[..nb], &out);
+                        tb = next_b;
+                        gb += 1;
+                    }
+                    ta = next_a;
+                    ga += 1;
+                }
+            }
+        }
+    }
+
+    /// The pair-at-a-time Gram pass (the one without SIMD) is bitwise one
+    /// scalar tile call per block and group, with blocks out of the `f32`
+    /// range, partial groups and tasks without a segment.
+    #[test]
+    fn pairs_are_bitwise_the_scalar_tiles() {
+        let n = 3 * BLOCK + 77;
+        let segments = [BLOCK + 5, 2 * BLOCK + 72];
+        for t in [1usize, 2, 3, 4, 5, 8, 9] {
+            let mut data = std::vec![0.0f32; t * n];
+            let mut s = t as u32;
+            for x in data.iter_mut() {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *x = (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            }
+            // Row 1: one huge value in block 1; the last row: tiny values
+            // in block 2.
+            if t > 1 {
+                data[n + BLOCK + 3] = 1e30;
+            }
+            for x in &mut data[(t - 1) * n + 2 * BLOCK..(t - 1) * n + 3 * BLOCK] {
+                *x *= 1e-33;
+            }
+            let mask: std::vec::Vec<bool> = (0..2 * t).map(|k| k % 5 != 3).collect();
+            for (segs, has) in [(&[][..], &[][..]), (&segments[..], &mask[..])] {
+                let layout = Layout::new(t, n, segs, has).unwrap();
+                let grads = Flat::new(layout, &data).unwrap();
+                for (c0, c1) in [(0, n), (7, BLOCK + 300), (n - 5, n)] {
+                    let mut want = std::vec![0.25f64; t * t];
+                    let mut got = want.clone();
+                    by_tiles(&grads, c0, c1, &mut want);
+                    accumulate_pairs(&grads, c0, c1, &mut got);
+                    assert_eq!(
+                        got.iter()
+                            .map(|x| x.to_bits())
+                            .collect::<std::vec::Vec<_>>(),
+                        want.iter()
+                            .map(|x| x.to_bits())
+                            .collect::<std::vec::Vec<_>>(),
+                        "T={t} {c0}..{c1} {segs:?}"
+                    );
+                }
             }
         }
     }

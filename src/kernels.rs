@@ -84,6 +84,16 @@ pub trait Element:
     /// Whether an apply coefficient is safe in this precision.
     #[doc(hidden)]
     fn coef_fits(alpha: f64) -> bool;
+    /// The Gram pass without SIMD (Cortex-M), one pair of row blocks at a
+    /// time: the sum of products of `x` and `y` (one block, at most
+    /// [`BLOCK`] columns), bitwise the entry the scalar tile gives the pair
+    /// ([`scalar::gram_tile_f32`] from zero when `fast`, else
+    /// [`gram_tile_exact`]).
+    #[doc(hidden)]
+    fn pair_sum(x: &[Self], y: &[Self], fast: bool) -> f64;
+    /// Whether a row block may take the narrow `f32` lanes (never in `f64`).
+    #[doc(hidden)]
+    fn block_fits(x: &[Self]) -> bool;
 }
 
 /// Which pairs of a 4 x 4 row tile the Gram kernels compute: rows
@@ -162,6 +172,18 @@ impl Element for f32 {
         let m = alpha.abs();
         m == 0.0 || (COEF_MIN..=COEF_MAX).contains(&m)
     }
+    #[inline]
+    fn pair_sum(x: &[f32], y: &[f32], fast: bool) -> f64 {
+        if fast {
+            scalar::pair_f32(x, y)
+        } else {
+            scalar::pair_exact(x, y)
+        }
+    }
+    #[inline]
+    fn block_fits(x: &[f32]) -> bool {
+        scalar::fast_range_f32(x)
+    }
 }
 
 impl Element for f64 {
@@ -192,6 +214,14 @@ impl Element for f64 {
     #[inline]
     fn coef_fits(alpha: f64) -> bool {
         alpha.is_finite()
+    }
+    #[inline]
+    fn pair_sum(x: &[f64], y: &[f64], _fast: bool) -> f64 {
+        scalar::pair_exact(x, y)
+    }
+    #[inline]
+    fn block_fits(_x: &[f64]) -> bool {
+        false
     }
 }
 
@@ -340,6 +370,35 @@ pub mod scalar {
             }
         }
         true
+    }
+
+    /// One pair of [`gram_tile_f32`], on its own: `f32` products summed in
+    /// runs of 32 columns, the runs summed in `f32`, then widened (and added
+    /// to zero, as the tile adds into a zeroed block sum). Bitwise the
+    /// tile's entry for the pair: every pair accumulates independently, in
+    /// the same order. Not inlined (one copy on small targets).
+    #[inline(never)]
+    pub fn pair_f32(x: &[f32], y: &[f32]) -> f64 {
+        let mut total = 0.0f32;
+        for (xs, ys) in x.chunks(RUN).zip(y.chunks(RUN)) {
+            let mut acc = 0.0f32;
+            for (&p, &q) in xs.iter().zip(ys) {
+                acc = p.mul_add_fast(q, acc);
+            }
+            total += acc;
+        }
+        0.0 + f64::from(total)
+    }
+
+    /// One pair of [`super::gram_tile_exact`]: products and sums in `f64`,
+    /// from zero, in column order. Not inlined (the rare fallback).
+    #[inline(never)]
+    pub fn pair_exact<F: super::Element>(x: &[F], y: &[F]) -> f64 {
+        let mut s = 0.0;
+        for (&p, &q) in x.iter().zip(y) {
+            s += p.to_f64() * q.to_f64();
+        }
+        s
     }
 
     /// Whether a row block may use the `f32` Gram lanes: its largest |x| is
