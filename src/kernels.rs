@@ -549,121 +549,6 @@ fn tri_flush<V: Lanes8, const R: usize>(
     ok
 }
 
-/// [`tri`] of rows `a[..R]` over two whole blocks at once, columns
-/// `k0..k0 + BLOCK` into `out[0]` and the next [`BLOCK`] into `out[1]`:
-/// two independent sets of accumulators in one loop, so a small triangle
-/// (3 pairs at R = 2) is not bound by the latency of its few add chains.
-/// Each block's arithmetic is exactly that of [`tri`] on it alone.
-#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
-#[inline(always)]
-fn tri_pair<V: Lanes8, const R: usize>(
-    a: &[&[f32]; 4],
-    k0: usize,
-    out: &mut [[[f64; 4]; 4]; 2],
-) -> [bool; 2] {
-    const N: usize = BLOCK / W;
-    let blk = |p: usize| a.map(|r| &r[k0 + p * BLOCK..][..BLOCK]);
-    let (b0, b1) = (blk(0), blk(1));
-    let mut ca: [[&[[f32; W]; N]; R]; 2] = [[&[[0.0; W]; N]; R]; 2];
-    for r in 0..R {
-        ca[0][r] = b0[r]
-            .as_chunks::<W>()
-            .0
-            .try_into()
-            .unwrap_or(&[[0.0; W]; N]);
-        ca[1][r] = b1[r]
-            .as_chunks::<W>()
-            .0
-            .try_into()
-            .unwrap_or(&[[0.0; W]; N]);
-    }
-    let mut acc = [[[V::zero(); R]; R]; 2];
-    for k in 0..N {
-        for p in 0..2 {
-            let mut va = [V::zero(); R];
-            for r in 0..R {
-                va[r] = V::load(&ca[p][r][k]);
-            }
-            for r in 0..R {
-                for c in r..R {
-                    acc[p][r][c] = va[r].mul_add2(va[c], acc[p][r][c]);
-                }
-            }
-        }
-    }
-    let [o0, o1] = out;
-    [
-        tri_flush(&acc[0], &b0, 0, BLOCK, o0),
-        tri_flush(&acc[1], &b1, 0, BLOCK, o1),
-    ]
-}
-
-/// [`Element::gram_run`] on the SIMD kernels ([`tile`] with sub-tiles of
-/// `D`, `SR` x `SC` rows): [`run_blocks`], except that with `PAIR`, a
-/// diagonal tile of one or two rows takes two whole blocks at a time
-/// ([`tri_pair`]) where both may take the narrow lanes. Bitwise the same
-/// as [`run_blocks`]: every block's sums are computed alone and added into
-/// `out` in block order.
-#[inline(always)]
-fn run_simd<V: Lanes8, const D: usize, const SR: usize, const SC: usize, const PAIR: bool>(
-    a: [&[f32]; 4],
-    b: [&[f32]; 4],
-    shape: Tile,
-    len: usize,
-    fast: u64,
-    out: &mut [[f64; 4]; 4],
-) -> u64 {
-    let add = |out: &mut [[f64; 4]; 4], part: &[[f64; 4]; 4]| {
-        for (r, (o, p)) in out.iter_mut().zip(part).enumerate() {
-            for (c, (o, &p)) in o.iter_mut().zip(p).enumerate() {
-                if shape.has(r, c) {
-                    *o += p;
-                }
-            }
-        }
-    };
-    let pair = PAIR && shape.diagonal && shape.rows <= 2;
-    let mut fits = 0u64;
-    let (mut k0, mut bit) = (0, 1u64);
-    while k0 < len {
-        if pair && len - k0 >= 2 * BLOCK && fast & bit != 0 && fast & (bit << 1) != 0 {
-            let mut parts = [[[0.0f64; 4]; 4]; 2];
-            let ok = if shape.rows <= 1 {
-                tri_pair::<V, 1>(&a, k0, &mut parts)
-            } else {
-                tri_pair::<V, 2>(&a, k0, &mut parts)
-            };
-            for (part, ok) in parts.iter_mut().zip(ok) {
-                if ok {
-                    fits |= bit;
-                } else {
-                    let k1 = k0 + BLOCK;
-                    *part = [[0.0; 4]; 4];
-                    let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
-                    gram_tile_exact(ab, bb, BLOCK, part);
-                }
-                add(out, part);
-                k0 += BLOCK;
-                bit <<= 1;
-            }
-            continue;
-        }
-        let k1 = len.min(k0 + BLOCK);
-        let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
-        let mut part = [[0.0f64; 4]; 4];
-        if fast & bit != 0 && tile::<V, D, SR, SC>(ab, bb, shape, k1 - k0, &mut part) {
-            fits |= bit;
-        } else {
-            part = [[0.0; 4]; 4];
-            gram_tile_exact(ab, bb, k1 - k0, &mut part);
-        }
-        add(out, &part);
-        k0 = k1;
-        bit <<= 1;
-    }
-    fits
-}
-
 /// A tile of `shape` as sub-tiles that fit the register file: diagonal
 /// blocks of `D` rows, off-diagonal rectangles of `SR` x `SC` rows.
 #[inline(always)]
@@ -878,13 +763,7 @@ pub mod simd {
         fast: u64,
         out: &mut [[f64; 4]; 4],
     ) -> u64 {
-        if cfg!(target_feature = "avx512vl") {
-            super::run_simd::<f32x8, 4, 4, 4, true>(a, b, shape, len, fast, out)
-        } else if cfg!(target_feature = "avx") {
-            super::run_simd::<f32x8, 4, 2, 4, true>(a, b, shape, len, fast, out)
-        } else {
-            super::run_simd::<f32x8, 2, 2, 2, false>(a, b, shape, len, fast, out)
-        }
+        super::run_blocks(a, b, shape, len, fast, out, portable)
     }
 
     /// [`super::Element::combine_rows`] for `f32`, on the run-time kernels
@@ -1098,7 +977,9 @@ pub mod x86 {
         fast: u64,
         out: &mut [[f64; 4]; 4],
     ) -> u64 {
-        super::run_simd::<Avx, 4, 2, 4, true>(a, b, shape, len, fast, out)
+        super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
+            super::tile::<Avx, 4, 2, 4>(a, b, s, l, o)
+        })
     }
 
     #[target_feature(enable = "avx,avx512f,avx512vl")]
@@ -1110,7 +991,9 @@ pub mod x86 {
         fast: u64,
         out: &mut [[f64; 4]; 4],
     ) -> u64 {
-        super::run_simd::<Avx, 4, 4, 4, true>(a, b, shape, len, fast, out)
+        super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
+            super::tile::<Avx, 4, 4, 4>(a, b, s, l, o)
+        })
     }
 
     #[target_feature(enable = "avx")]
