@@ -469,8 +469,19 @@ const W: usize = 8;
 /// exact in `f64` and independent of how the columns were split.
 #[inline(always)]
 fn finish(acc: [f32; W], a: &[f32], b: &[f32], from: usize) -> f64 {
+    add_tail(lane_sum(acc), a, b, from)
+}
+
+/// The lane part of [`finish`].
+#[inline(always)]
+fn lane_sum(acc: [f32; W]) -> f64 {
     let h: [f64; 4] = core::array::from_fn(|l| f64::from(acc[l]) + f64::from(acc[l + 4]));
-    let mut s = (h[0] + h[2]) + (h[1] + h[3]);
+    (h[0] + h[2]) + (h[1] + h[3])
+}
+
+/// The tail part of [`finish`]: `s` plus the tail products, in order.
+#[inline(always)]
+fn add_tail(mut s: f64, a: &[f32], b: &[f32], from: usize) -> f64 {
     for (&x, &y) in a[from..].iter().zip(&b[from..]) {
         s += f64::from(x * y);
     }
@@ -481,13 +492,18 @@ fn finish(acc: [f32; W], a: &[f32], b: &[f32], from: usize) -> f64 {
 /// lanes of the diagonal accumulator hold it: every lane at most 2^100 (so
 /// every |x| <= 2^50; NaN and infinities fail), every tail value at most
 /// 2^50, and the lanes' total at least 2^-100, or the row exactly zero.
+///
+/// `total` is the lanes' sum as [`lane_sum`] gives it. Its order does not
+/// matter here: the lanes are non-negative multiples of 2^-149 (when all
+/// are at most 2^100), so every partial sum below 2^-100 is exact in `f64`
+/// (at most 49 significant bits), and any order of summing gives a total
+/// of at least 2^-100 exactly when the true sum is (rounding is monotone
+/// and 2^-100 is a double), and zero exactly when every lane is zero.
 #[inline(always)]
-fn row_fits(sq: [f32; W], row: &[f32], from: usize) -> bool {
-    let mut total = 0.0f64;
+fn row_fits(sq: [f32; W], total: f64, row: &[f32], from: usize) -> bool {
     let mut ok = true;
     for l in sq {
         ok &= l <= FAST_SQ_MAX;
-        total += f64::from(l);
     }
     for &x in &row[from..] {
         ok &= x.abs() <= FAST_MAX;
@@ -562,11 +578,30 @@ fn tri<V: Lanes8, const R: usize>(
             }
         }
     }
+    tri_flush(&acc, a, r0, len, out)
+}
+
+/// The end of [`tri`]: the accumulators into `out`, and whether the rows
+/// fit the `f32` lanes.
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+fn tri_flush<V: Lanes8, const R: usize>(
+    acc: &[[V; R]; R],
+    a: &[&[f32]; 4],
+    r0: usize,
+    len: usize,
+    out: &mut [[f64; 4]; 4],
+) -> bool {
+    let n = len / W;
     let mut ok = true;
     for r in 0..R {
-        ok &= row_fits(acc[r][r].to_array(), &a[r0 + r][..len], n * W);
-        for c in r..R {
-            let (x, y) = (&a[r0 + r][..len], &a[r0 + c][..len]);
+        let x = &a[r0 + r][..len];
+        let sq = acc[r][r].to_array();
+        let s = lane_sum(sq);
+        ok &= row_fits(sq, s, x, n * W);
+        out[r0 + r][r0 + r] += add_tail(s, x, x, n * W);
+        for c in r + 1..R {
+            let y = &a[r0 + c][..len];
             out[r0 + r][r0 + c] += finish(acc[r][c].to_array(), x, y, n * W);
         }
     }
