@@ -28,6 +28,8 @@ step "no_std link check (thumbv7em-none-eabihf, no allocator)" \
 # --- more suites are added below this line ------------------------------------
 step "parallel feature: clippy" cargo clippy --all-targets --features parallel -- -D warnings
 step "parallel feature: every test, threads bitwise equal for 1/2/3/7" cargo test --release --features parallel
+step "scalar kernels (the Cortex-M path) on the host: every test" \
+    env RUSTFLAGS="--cfg pcgrad_scalar" CARGO_TARGET_DIR=target/scalar cargo test --release
 step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
     cargo run --release --features parallel --example roofline -- --quick
 step "benches compile" cargo bench --no-run --features parallel

@@ -127,12 +127,16 @@ impl Tile {
     }
 }
 
-/// Which kernels this build uses.
-pub const SIMD: bool = cfg!(any(
-    target_arch = "x86_64",
-    all(target_arch = "x86", target_feature = "sse2"),
-    all(target_arch = "aarch64", target_feature = "neon"),
-    all(target_arch = "wasm32", target_feature = "simd128"),
+/// Which kernels this build uses. `--cfg pcgrad_scalar` forces the scalar
+/// twins (the Cortex-M path) on any host, so the test suite can run them.
+pub const SIMD: bool = cfg!(all(
+    not(pcgrad_scalar),
+    any(
+        target_arch = "x86_64",
+        all(target_arch = "x86", target_feature = "sse2"),
+        all(target_arch = "aarch64", target_feature = "neon"),
+        all(target_arch = "wasm32", target_feature = "simd128"),
+    )
 ));
 
 impl Element for f32 {
