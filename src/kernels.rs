@@ -1152,6 +1152,25 @@ mod tests {
         out
     }
 
+    /// Every tile shape with its row sets: rows 0..4 of `m` against
+    /// themselves (diagonal) or against rows 4..8.
+    fn tile_cases(m: &[[f32; 300]; 8]) -> impl Iterator<Item = (Tile, [&[f32]; 4], [&[f32]; 4])> {
+        let a = [&m[0][..], &m[1][..], &m[2][..], &m[3][..]];
+        let b = [&m[4][..], &m[5][..], &m[6][..], &m[7][..]];
+        (1..=4usize)
+            .flat_map(|rows| (1..=4usize).map(move |cols| (rows, cols)))
+            .flat_map(|(rows, cols)| [false, true].map(|diagonal| (rows, cols, diagonal)))
+            .filter(|&(rows, cols, diagonal)| !diagonal || rows == cols)
+            .map(move |(rows, cols, diagonal)| {
+                let shape = Tile {
+                    rows,
+                    cols,
+                    diagonal,
+                };
+                (shape, a, if diagonal { a } else { b })
+            })
+    }
+
     #[test]
     fn simd_scalar_and_exact_tiles_agree() {
         for len in [0usize, 1, 7, 8, 9, 63, 255, 256] {
@@ -1177,42 +1196,18 @@ mod tests {
     fn tile_shapes_compute_exactly_their_pairs() {
         let m = rows(17, 300);
         for len in [1usize, 8, 13, 256] {
-            for rows_ in 1..=4 {
-                for cols in 1..=4 {
-                    for diagonal in [false, true] {
-                        if diagonal && rows_ != cols {
-                            continue;
-                        }
-                        let shape = Tile {
-                            rows: rows_,
-                            cols,
-                            diagonal,
-                        };
-                        let a = [&m[0][..], &m[1][..], &m[2][..], &m[3][..]];
-                        let b = if diagonal {
-                            a
+            for (shape, a, b) in tile_cases(&m) {
+                let (mut x, mut y, mut z) = ([[7.0; 4]; 4], [[7.0; 4]; 4], [[0.0; 4]; 4]);
+                simd::gram_tile_f32(a, b, shape, len, &mut x);
+                scalar::gram_tile_f32(a, b, shape, len, &mut y);
+                gram_tile_exact(a, b, len, &mut z);
+                for r in 0..4 {
+                    for c in 0..4 {
+                        if shape.has(r, c) {
+                            assert!((x[r][c] - 7.0 - z[r][c]).abs() <= 1e-5, "{shape:?} {r} {c}");
+                            assert!((y[r][c] - 7.0 - z[r][c]).abs() <= 1e-5, "{shape:?} {r} {c}");
                         } else {
-                            [&m[4][..], &m[5][..], &m[6][..], &m[7][..]]
-                        };
-                        let (mut x, mut y, mut z) = ([[7.0; 4]; 4], [[7.0; 4]; 4], [[0.0; 4]; 4]);
-                        simd::gram_tile_f32(a, b, shape, len, &mut x);
-                        scalar::gram_tile_f32(a, b, shape, len, &mut y);
-                        gram_tile_exact(a, b, len, &mut z);
-                        for r in 0..4 {
-                            for c in 0..4 {
-                                if shape.has(r, c) {
-                                    assert!(
-                                        (x[r][c] - 7.0 - z[r][c]).abs() <= 1e-5,
-                                        "{shape:?} {r} {c}"
-                                    );
-                                    assert!(
-                                        (y[r][c] - 7.0 - z[r][c]).abs() <= 1e-5,
-                                        "{shape:?} {r} {c}"
-                                    );
-                                } else {
-                                    assert_eq!((x[r][c], y[r][c]), (7.0, 7.0), "{shape:?} {r} {c}");
-                                }
-                            }
+                            assert_eq!((x[r][c], y[r][c]), (7.0, 7.0), "{shape:?} {r} {c}");
                         }
                     }
                 }
@@ -1289,38 +1284,16 @@ mod tests {
         for level in [x86::Level::Portable, x86::Level::Avx, x86::Level::Avx512] {
             x86::force(Some(level));
             for len in [1usize, 8, 13, 100, 256] {
-                for rows_ in 1..=4 {
-                    for cols in 1..=4 {
-                        for diagonal in [false, true] {
-                            if diagonal && rows_ != cols {
-                                continue;
-                            }
-                            let shape = Tile {
-                                rows: rows_,
-                                cols,
-                                diagonal,
-                            };
-                            let a = [&m[0][..], &m[1][..], &m[2][..], &m[3][..]];
-                            let b = if diagonal {
-                                a
-                            } else {
-                                [&m[4][..], &m[5][..], &m[6][..], &m[7][..]]
-                            };
-                            let (mut x, mut y) = ([[0.0; 4]; 4], [[0.0; 4]; 4]);
-                            let ok_x = simd::gram_tile_f32(a, b, shape, len, &mut x);
-                            let ok_y = simd::portable(a, b, shape, len, &mut y);
-                            assert_eq!(ok_x, ok_y);
-                            for r in 0..4 {
-                                for c in 0..4 {
-                                    assert_eq!(
-                                        x[r][c].to_bits(),
-                                        y[r][c].to_bits(),
-                                        "{level:?} {shape:?} {len} {r} {c}"
-                                    );
-                                }
-                            }
-                        }
-                    }
+                for (shape, a, b) in tile_cases(&m) {
+                    let (mut x, mut y) = ([[0.0; 4]; 4], [[0.0; 4]; 4]);
+                    let ok_x = simd::gram_tile_f32(a, b, shape, len, &mut x);
+                    let ok_y = simd::portable(a, b, shape, len, &mut y);
+                    assert_eq!(ok_x, ok_y);
+                    assert_eq!(
+                        x.map(|r| r.map(f64::to_bits)),
+                        y.map(|r| r.map(f64::to_bits)),
+                        "{level:?} {shape:?} {len}"
+                    );
                 }
                 let (mut o1, mut o2) = (m[0], m[0]);
                 simd::axpy_f32(&mut o1[..len], 0.3, &m[1][..len]);
