@@ -197,28 +197,43 @@ pub struct pcgrad_stats {
 
 /// A required buffer of `len` elements: non-NULL, aligned, with a byte size
 /// that fits `isize` and does not wrap the address space.
+#[inline(always)]
 fn req<T>(p: *const T, len: usize) -> Result<()> {
-    if p.is_null() {
+    req_raw(p as usize, align_of::<T>(), size_of::<T>(), len)
+}
+
+/// [`req`] on an address, an alignment (a power of two), an element size
+/// and a length: one copy for every element type.
+#[inline]
+fn req_raw(addr: usize, align: usize, size: usize, len: usize) -> Result<()> {
+    if addr == 0 {
         return Err(Error::NullPointer);
     }
-    if !p.is_aligned() {
+    if addr & (align - 1) != 0 {
         return Err(Error::Misaligned);
     }
-    match len.checked_mul(size_of::<T>()) {
-        Some(b) if b <= isize::MAX as usize && (p as usize).checked_add(b).is_some() => Ok(()),
+    match len.checked_mul(size) {
+        Some(b) if b <= isize::MAX as usize && addr.checked_add(b).is_some() => Ok(()),
         _ => Err(Error::Overflow),
     }
 }
 
 /// An optional buffer: NULL with length 0 is absent (false).
+#[inline(always)]
 fn opt<T>(p: *const T, len: usize) -> Result<bool> {
-    if p.is_null() {
+    opt_raw(p as usize, align_of::<T>(), size_of::<T>(), len)
+}
+
+/// [`opt`] on the arguments of [`req_raw`].
+#[inline(never)]
+fn opt_raw(addr: usize, align: usize, size: usize, len: usize) -> Result<bool> {
+    if addr == 0 {
         if len != 0 {
             return Err(Error::NullPointer);
         }
         return Ok(false);
     }
-    req(p, len).map(|()| true)
+    req_raw(addr, align, size, len).map(|()| true)
 }
 
 /// An address range, for the overlap checks.
@@ -230,14 +245,21 @@ struct Region {
 
 impl Region {
     /// `len` elements at `p` (already checked by [`req`]); NULL is empty.
+    #[inline(always)]
     fn of<T>(p: *const T, len: usize) -> Region {
-        let lo = p as usize;
-        if p.is_null() {
+        Region::raw(p as usize, size_of::<T>(), len)
+    }
+
+    /// `len` elements of `size` bytes at `lo` (0 is empty): one copy for
+    /// every element type.
+    #[inline(never)]
+    fn raw(lo: usize, size: usize, len: usize) -> Region {
+        if lo == 0 {
             return Region { lo: 0, hi: 0 };
         }
         Region {
             lo,
-            hi: lo.saturating_add(len.saturating_mul(size_of::<T>())),
+            hi: lo.saturating_add(len.saturating_mul(size)),
         }
     }
 
@@ -277,6 +299,52 @@ fn disjoint(outs: &RegionSet<'_>, ins: &RegionSet<'_>) -> Result<()> {
         k += 1;
         Ok(())
     })
+}
+
+/// A buffer of a call as its address, element size and length, for
+/// [`disjoint_spans`]: cheaper to list than the [`Region`] it stands for.
+#[derive(Clone, Copy)]
+struct Span {
+    addr: usize,
+    size: usize,
+    len: usize,
+}
+
+impl Span {
+    /// `len` elements at `p` (NULL is empty).
+    #[inline(always)]
+    fn of<T>(p: *const T, len: usize) -> Span {
+        Span {
+            addr: p as usize,
+            size: size_of::<T>(),
+            len,
+        }
+    }
+
+    /// `p` when `used`, else nothing.
+    #[inline(always)]
+    fn of_if<T>(used: bool, p: *const T, len: usize) -> Span {
+        Span::of(if used { p } else { ptr::null() }, len)
+    }
+
+    fn region(&self) -> Region {
+        Region::raw(self.addr, self.size, self.len)
+    }
+}
+
+/// [`disjoint`] for one list of buffers whose first `outs` are the
+/// outputs: each output must be disjoint from every other buffer.
+#[inline(never)]
+fn disjoint_spans(spans: &[Span], outs: usize) -> Result<()> {
+    for (k, o) in spans.iter().take(outs).enumerate() {
+        let o = o.region();
+        for (j, s) in spans.iter().enumerate() {
+            if j != k && o.overlaps(s.region()) {
+                return Err(Error::Overlap);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn each(rs: &[Region], f: &mut Visit<'_>) -> Result<()> {
@@ -400,6 +468,21 @@ impl Diag {
         matrix_len: usize,
         tasks: usize,
     ) -> Result<Diag> {
+        Diag::validate(stats, matrix, matrix_len, tasks)?;
+        Ok(Diag {
+            stats,
+            matrix,
+            matrix_len,
+        })
+    }
+
+    /// The checks of [`Diag::check`], without the copy.
+    fn validate(
+        stats: *mut pcgrad_stats,
+        matrix: *mut f64,
+        matrix_len: usize,
+        tasks: usize,
+    ) -> Result<()> {
         if !stats.is_null() {
             req(stats, 1)?;
         }
@@ -409,11 +492,7 @@ impl Diag {
                 return Err(Error::LengthMismatch);
             }
         }
-        Ok(Diag {
-            stats,
-            matrix,
-            matrix_len,
-        })
+        Ok(())
     }
 
     fn regions(&self) -> [Region; 2] {
@@ -750,9 +829,11 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
     workspace_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        // The checks run in a frame of their own, which is gone before the
+        // The checks run in frames of their own, which are gone before the
         // passes run: a smaller stack high-water mark.
-        let (cfg, diag) = check_merge_flat(
+        let cfg = Config::read(config)?;
+        check_merge_flat(
+            &cfg,
             config,
             grads,
             grads_len,
@@ -770,6 +851,11 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
             workspace,
             workspace_len,
         )?;
+        let diag = Diag {
+            stats,
+            matrix,
+            matrix_len,
+        };
         // SAFETY: every buffer passed `req`/`opt` (non-NULL, aligned, size
         // in range) for its length and the outputs are disjoint from each
         // other and from the inputs, so the shared and mutable slices below
@@ -787,11 +873,12 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
     })())
 }
 
-/// The argument checks of [`pcgrad_merge_flat`]: the config, the shapes,
-/// every pointer, and the disjointness of the outputs from each other and
-/// from the inputs.
+/// The argument checks of [`pcgrad_merge_flat`] after the config (read by
+/// the caller first, as `cfg`): the shapes, every pointer, and the
+/// disjointness of the outputs from each other and from the inputs.
 #[inline(never)]
 fn check_merge_flat(
+    cfg: &Config,
     config: *const pcgrad_config,
     grads: *const f32,
     grads_len: usize,
@@ -808,8 +895,7 @@ fn check_merge_flat(
     matrix_len: usize,
     workspace: *mut f64,
     workspace_len: usize,
-) -> Result<(Config, Diag)> {
-    let cfg = Config::read(config)?;
+) -> Result<()> {
     flat_shape(
         grads,
         grads_len,
@@ -821,26 +907,24 @@ fn check_merge_flat(
         dim,
     )?;
     req(merged, merged_len)?;
-    let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
+    Diag::validate(stats, matrix, matrix_len, tasks)?;
     check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
-    let [d0, d1] = diag.regions();
-    let [c0, c1] = cfg.inputs(config);
-    let outs = [
-        Region::of(merged, merged_len),
-        Region::of(workspace, workspace_len),
-        d0,
-        d1,
-        cfg.output(),
-    ];
-    let ins = [
-        c0,
-        c1,
-        Region::of(grads, grads_len),
-        Region::of(segments, segments_len),
-        Region::of(has_grad, has_grad_len),
-    ];
-    disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
-    Ok((cfg, diag))
+    let raw = &cfg.raw;
+    disjoint_spans(
+        &[
+            Span::of(merged, merged_len),
+            Span::of(workspace, workspace_len),
+            Span::of(stats, 1),
+            Span::of(matrix, matrix_len),
+            Span::of_if(cfg.uses_rng, raw.rng, 1),
+            Span::of(config, 1),
+            Span::of_if(cfg.uses_table, raw.order_table, raw.order_table_len),
+            Span::of(grads, grads_len),
+            Span::of(segments, segments_len),
+            Span::of(has_grad, has_grad_len),
+        ],
+        5,
+    )
 }
 
 fn pcgrad_of<'a>(cfg: &Config) -> PcGrad<'a> {
