@@ -31,6 +31,11 @@ pub const CHUNK: usize = 8192;
 /// groups of four rows).
 const APPLY_W: usize = 2048;
 
+/// Groups of four rows that may take the `f32` lanes in the Gram pass;
+/// later groups (more than 1024 tasks) always take the exact kernel. One
+/// constant for both forms of the pass, which must agree bitwise.
+const GROUPS: usize = 256;
+
 /// Columns per tile of the `f64` apply path.
 pub const TILE_W: usize = 32;
 
@@ -194,9 +199,6 @@ pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
     c1: usize,
     part: &mut [f64],
 ) {
-    /// Groups of four rows that may take the `f32` lanes, as in
-    /// [`accumulate_runs`].
-    const GROUPS: usize = 256;
     let layout = *grads.layout();
     let t = layout.tasks();
     for seg in layout.pieces(c0, c1) {
@@ -248,9 +250,6 @@ pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
 /// lanes in the blocks where both groups fit. Every block adds the same
 /// value into `part` as a kernel call per block would, in the same order.
 fn accumulate_runs<F: Element, G: Gradients<F>>(grads: &G, c0: usize, c1: usize, part: &mut [f64]) {
-    /// Groups of four rows that may take the `f32` lanes; later groups
-    /// (more than 1024 tasks) always take the exact kernel.
-    const GROUPS: usize = 256;
     /// Bits of per-block fit flags kept for one run (every group's blocks).
     const BITS: usize = 512;
     let layout = *grads.layout();
