@@ -136,7 +136,7 @@ impl<'a> PcGrad<'a> {
 
     /// Phases 1 and 2 over the whole problem; returns the coefficients'
     /// offset in the workspace.
-    fn prepare<F: Element, G: Gradients<F>>(
+    pub(crate) fn prepare<F: Element, G: Gradients<F>>(
         &mut self,
         grads: &G,
         workspace: &mut [f64],
@@ -219,7 +219,11 @@ impl<'a> PcGrad<'a> {
 
 /// `workspace[off..]` split at `mid` (the lengths were checked before, so
 /// the error is never returned; a checked split keeps panic paths out).
-fn split_rest(workspace: &mut [f64], off: usize, mid: usize) -> Result<(&[f64], &mut [f64])> {
+pub(crate) fn split_rest(
+    workspace: &mut [f64],
+    off: usize,
+    mid: usize,
+) -> Result<(&[f64], &mut [f64])> {
     let (a, b) = workspace
         .get_mut(off..)
         .and_then(|w| w.split_at_mut_checked(mid))

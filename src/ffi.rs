@@ -28,11 +28,10 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 use core::slice;
 
-use crate::api::{cosine_matrix, workspace_len, PcGrad};
+use crate::api::{cosine_matrix, split_rest, workspace_len, PcGrad};
 use crate::engine::{self, coefficients, Coefficients, Mode, Order, Reduction, Stats};
 use crate::error::{Error, Result};
 use crate::layout::{Flat, FlatMut, Gradients, Layout, PerVariable, PerVariableMut};
-use crate::parallel;
 use crate::rng::Rng;
 
 /// Major version of the library (matches `PCGRAD_VERSION_MAJOR`).
@@ -1121,8 +1120,8 @@ unsafe fn split_vars_ws<'a, E>(
     }
 }
 
-/// Phases 1 and 2 over the whole problem (as the one-call `PcGrad` does),
-/// then `apply` once per variable (segment `k`, coordinates `lo..hi`), so
+/// Phases 1 and 2 over the whole problem (`PcGrad::prepare`, as for the
+/// flat entry points), then `apply` once per variable (segment `k`, coordinates `lo..hi`), so
 /// that each variable's output goes to its own buffer.
 fn run_vars<G, A>(
     cfg: &Config,
@@ -1136,27 +1135,9 @@ where
     A: FnMut(&mut G, &Coefficients<'_>, usize, usize, usize, &mut [f64]) -> Result<()>,
 {
     let t = grads.layout().tasks();
-    let n = grads.layout().dim();
-    if cfg.uses_table {
-        // SAFETY: checked by `Config::check` and the overlap checks.
-        engine::check_order_table(
-            unsafe { view(cfg.raw.order_table, cfg.raw.order_table_len) },
-            t,
-        )?;
-    }
-    let gl = engine::gram_workspace_len(t)?;
-    let cl = engine::coefficients_len(t)?;
-    let (gram, rest) = ws.split_at_mut(gl);
-    gram.fill(0.0);
-    let w = parallel::workers(cfg.raw.threads, t.saturating_mul(n));
-    parallel::accumulate_gram(&*grads, gram, w)?;
-    if cfg.check_finite && (0..t).any(|i| !gram[i * t + i].is_finite()) {
-        return Err(Error::NonFinite);
-    }
-    let (coef_ws, tile) = rest.split_at_mut(cl);
-    // SAFETY: as in `pcgrad_of`.
-    let mut mode = unsafe { cfg.mode() };
-    let (coef, stats) = coefficients(gram, t, &mut mode, coef_ws)?;
+    let (off, stats) = pcgrad_of(cfg).prepare(&*grads, ws)?;
+    let (coef_ws, tile) = split_rest(ws, off, engine::coefficients_len(t)?)?;
+    let coef = Coefficients::from_workspace(t, coef_ws)?;
     let mut lo = 0;
     for (s, &len) in segments.iter().enumerate() {
         let hi = lo + len;
