@@ -979,23 +979,22 @@ pub unsafe extern "C" fn pcgrad_project_flat(
         let has_merged = opt(merged, merged_len)?;
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
         check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
-        let [d0, d1] = diag.regions();
-        let [c0, c1] = cfg.inputs(config);
-        let outs = [
-            Region::of(grads, grads_len),
-            Region::of(merged, merged_len),
-            Region::of(workspace, workspace_len),
-            d0,
-            d1,
-            cfg.output(),
-        ];
-        let ins = [
-            c0,
-            c1,
-            Region::of(segments, segments_len),
-            Region::of(has_grad, has_grad_len),
-        ];
-        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        let raw = &cfg.raw;
+        disjoint_spans(
+            &[
+                Span::of(grads, grads_len),
+                Span::of(merged, merged_len),
+                Span::of(workspace, workspace_len),
+                Span::of(stats, 1),
+                Span::of(matrix, matrix_len),
+                Span::of_if(cfg.uses_rng, raw.rng, 1),
+                Span::of(config, 1),
+                Span::of_if(cfg.uses_table, raw.order_table, raw.order_table_len),
+                Span::of(segments, segments_len),
+                Span::of(has_grad, has_grad_len),
+            ],
+            6,
+        )?;
         // SAFETY: as in `pcgrad_merge_flat`; `grads` is an output here,
         // disjoint from every other buffer.
         unsafe {
