@@ -238,6 +238,8 @@ int main(int argc, char **argv) {
     int batch[BATCH];
     pcgrad_mpi_traffic traffic = {0, 0, 0};
     int status = 0;
+    pcgrad_stats stats;
+    double conflicts = 0.0, projections = 0.0;
     test_loss(theta, losses[0]);
     for (int step = 0; step < STEPS; step++) {
         for (int b = 0; b < BATCH; b++) batch[b] = (int)(next_u64(&data) % NTRAIN);
@@ -247,16 +249,18 @@ int main(int argc, char **argv) {
         pcgrad_status s;
         float dummy = 0.0f;
         if (reference)
-            s = pcgrad_merge_flat(&cfg, grads, T * P, segments, S, has_grad, T * S, T, P, merged, P, NULL, NULL, 0,
-                                  ws, ws_len);
+            s = pcgrad_merge_flat(&cfg, grads, T * P, segments, S, has_grad, T * S, T, P, merged, P, &stats, NULL,
+                                  0, ws, ws_len);
         else
             s = pcgrad_mpi_merge_flat(MPI_COMM_WORLD, strategy, &cfg, n ? grads : &dummy, T * n, lsegs, ns, lhas,
-                                      T * ns, T, lo, n, n ? merged : &dummy, n, NULL, &traffic, ws, ws_len);
+                                      T * ns, T, lo, n, n ? merged : &dummy, n, &stats, &traffic, ws, ws_len);
         if (s != PCGRAD_OK) {
             fprintf(stderr, "rank %d, step %d: %s\n", rank, step, pcgrad_status_str(s));
             status = 1; /* every rank got the same status: all stop together */
             break;
         }
+        conflicts += (double)stats.conflicting_pairs;
+        projections += (double)stats.projections;
         for (size_t k = 0; k < n; k++) theta[lo + k] -= LR * merged[k];
         if ((step + 1) % EVERY == 0) {
             if (!reference)
@@ -272,6 +276,8 @@ int main(int argc, char **argv) {
             printf("# %d rank%s, %s strategy, %s cuts, P = %d parameters, T = %d, rank 0 holds %zu\n", ranks,
                    ranks > 1 ? "s" : "", strategy ? "deterministic" : "allreduce", aligned ? "chunk-aligned" : "arbitrary",
                    P, T, n);
+        printf("# per step: %.2f conflicting pairs of %d, %.2f projections\n", conflicts / STEPS, T * (T - 1) / 2,
+               projections / STEPS);
         for (int c = 0; c < NREC; c++)
             printf("step %4d loss %.17g %.17g %.17g\n", c * EVERY, losses[c][0], losses[c][1], losses[c][2]);
         if (!reference)
