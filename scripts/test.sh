@@ -34,6 +34,7 @@ step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
     cargo run --release --features parallel --example roofline -- --quick
 step "benches compile" cargo bench --no-run --features parallel
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
+step "MPI: sharded PCGrad vs one process on 1-4 ranks, sharded training" make -C c_examples/mpi test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
 step "Miri over the FFI tests" scripts/miri.sh
 
