@@ -154,7 +154,15 @@ def _make_stats(st, matrix):
 
 
 def _addr(a):
+    """The address of an array's data; for an empty array, a valid aligned
+    dummy address (the C API takes NULL only for optional buffers)."""
+    if a.size == 0:
+        return _DUMMY_ADDR
     return a.__array_interface__["data"][0]
+
+
+_DUMMY = np.zeros(8, dtype=np.float64)
+_DUMMY_ADDR = _DUMMY.__array_interface__["data"][0]
 
 
 _from_buffer = ctypes.c_char.from_buffer
@@ -167,7 +175,7 @@ def _ptr(a):
     try:
         return _byref(_from_buffer(a))
     except (TypeError, ValueError, BufferError):
-        return _VP(a.__array_interface__["data"][0])
+        return _VP(_addr(a))
 
 
 # ---------------------------------------------------------------------------
@@ -211,16 +219,28 @@ def _grads2d(fn, grads, inplace):
 def _segments(fn, segments, dim):
     if segments is None:
         return None, 0, 1
-    try:
-        s = np.asarray(segments)
-    except (TypeError, ValueError, OverflowError) as e:  # pragma: no cover - numpy message
-        raise TypeError(f"{fn}: segments must be a sequence of non-negative integers ({e})") from None
-    if s.ndim != 1:
-        raise ValueError(f"{fn}: segments must be 1-D, got shape {s.shape}")
-    if s.size and s.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: segments must hold integers, got {s.dtype}")
-    if s.size and s.dtype.kind == "i" and (s < 0).any():
-        raise ValueError(f"{fn}: segments must be non-negative, got {s.tolist()}")
+    if isinstance(segments, np.ndarray):
+        s = segments
+        if s.ndim != 1:
+            raise ValueError(f"{fn}: segments must be 1-D, got shape {s.shape}")
+        if s.size and s.dtype.kind not in "iu":
+            raise TypeError(f"{fn}: segments must hold integers, got {s.dtype}")
+        if s.size and s.dtype.kind == "i" and (s < 0).any():
+            raise ValueError(f"{fn}: segments must be non-negative, got {s.tolist()}")
+    else:
+        try:
+            items = list(segments)
+        except TypeError:
+            raise TypeError(f"{fn}: segments must be a sequence of integers, got {type(segments).__name__}") from None
+        for x in items:
+            if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+                raise TypeError(f"{fn}: segments must hold integers, got {x!r}")
+            if x < 0 or x > _U64:
+                raise ValueError(f"{fn}: segments must be in [0, 2**64), got {x}")
+        s = np.array(items, dtype=np.uint64)
+    if s.size == 0 and dim:
+        # the C API reads a zero-length segment list as "absent"
+        raise ValueError(f"{fn}: segments is empty (give None for one segment)")
     s = np.ascontiguousarray(s, dtype=_SIZE_T)
     return s, s.size, s.size
 
@@ -262,13 +282,16 @@ class _Config:
 
 
 def _config(fn, tasks, mode, order, reduction, rng, threads, check_finite, matrix):
-    if rng is None and order.__class__ is str:
+    # Fast path: the same plain arguments as an earlier call (exact types
+    # only, so that 1 is not taken for True).
+    plain = (rng is None and order.__class__ is str and check_finite.__class__ is bool
+             and threads.__class__ is int and mode.__class__ is str and reduction.__class__ is str)
+    if plain:
         cfg = _CONFIGS_BY_ARGS.get((mode, order, reduction, check_finite, threads, matrix))
         if cfg is not None:
             return cfg
     cfg = _config_slow(fn, tasks, mode, order, reduction, rng, threads, check_finite, matrix)
-    if (rng is None and order.__class__ is str and threads.__class__ is int
-            and check_finite.__class__ is bool and len(_CONFIGS_BY_ARGS) < 256):
+    if plain and len(_CONFIGS_BY_ARGS) < 256:
         _CONFIGS_BY_ARGS[(mode, order, reduction, check_finite, threads, matrix)] = cfg
     return cfg
 
@@ -624,7 +647,7 @@ def _vars(fn, grads, project, want_merged, mode, order, reduction, segments, rng
         mxl = 0
     f = _c.lib.pcgrad_project_vars if project else _c.lib.pcgrad_merge_vars
     args = (
-        cfg.ptr.value, ctypes.addressof(ptrs), tasks * nvars, _addr(seg) if nvars else None, nvars,
+        cfg.ptr.value, ctypes.addressof(ptrs), tasks * nvars, _addr(seg), nvars,
         tasks, ctypes.addressof(mtab) if mtab is not None else None, nvars if want_merged else 0,
         stp, mxp, mxl, wsp.value, wsl.value,
     )
@@ -687,7 +710,7 @@ def pack(grads, *, segments=None):
     flat = np.empty((tasks, dim), dtype=_F32)
     hg = np.empty((tasks, nvars), dtype=np.uint8)
     status = _c.lib.pcgrad_pack(
-        ctypes.addressof(ptrs), tasks * nvars, _addr(seg) if nvars else None, nvars, tasks,
+        ctypes.addressof(ptrs), tasks * nvars, _addr(seg), nvars, tasks,
         _addr(flat), flat.size, _addr(hg), hg.size,
     )
     _check(status, fn)
@@ -713,7 +736,7 @@ def unflatten(flat, shapes):
     seg = np.asarray(lengths, dtype=_SIZE_T)
     tab = (_VP * max(len(outs), 1))(*[_addr(o) for o in outs])
     status = _c.lib.pcgrad_unflatten(
-        _addr(src), src.size, _addr(seg) if lengths else None, len(lengths),
+        _addr(src), src.size, _addr(seg), len(lengths),
         ctypes.addressof(tab), len(outs),
     )
     _check(status, fn)

@@ -35,7 +35,7 @@ def reference(grads, mode="sequential", orders=None, reduction="mean", segments=
                 continue
             base = g[i] if mode == "simultaneous" else p
             d = float(np.dot(base, g[j]))
-            scale = np.sqrt(float(np.dot(base, base)) * norms2[j])
+            scale = np.sqrt(norms2[i] * norms2[j])
             if scale > 0:
                 margin = min(margin, abs(d) / scale)
             if d < 0 and norms2[j] > 0:
