@@ -184,8 +184,11 @@ def peers(quick):
         for t in tasks_list:
             g = np.random.default_rng(t * 7 + n).standard_normal((t, n), dtype=np.float32)
             jt = torch.from_numpy(g)  # the same memory
-            reps = 3 if n >= 10_000_000 else (5 if n >= 1_000_000 else 30)
+            reps = 5 if n >= 10_000_000 else (11 if n >= 1_000_000 else 50)
             ours, theirs = [], []
+            pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum")  # warm-up
+            with torch.no_grad():
+                aggregator(jt)
             # sanity: with T = 2 the order cannot matter, the two must agree
             if t == 2:
                 a = pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum")
@@ -250,14 +253,16 @@ def main():
             cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    print(f"machine: {cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
-          f"numpy {np.__version__}, pcgrad {pcgrad.__version__} (library {pcgrad.library_version})")
+    print(f"machine: {cpu}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f} at the start; "
+          f"Python {platform.python_version()}, numpy {np.__version__}, pcgrad {pcgrad.__version__} "
+          f"(library {pcgrad.library_version})")
     if args.only in (None, "overhead"):
         overhead(args.quick)
     if args.only in (None, "peers"):
         peers(args.quick)
     if args.only in (None, "torch"):
         torch_paths(args.quick)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
