@@ -326,3 +326,11 @@ def test_docstrings_and_signatures():
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(sig.parameters.values())[1:])
     assert list(inspect.signature(pcgrad.project).parameters)[-1] == "merged"
     assert sig.parameters["order"].default == "fixed"
+
+
+def test_import_pcgrad_does_not_import_torch():
+    import subprocess
+    code = ("import sys, pcgrad; assert 'torch' not in sys.modules; "
+            "import pcgrad.torch; assert 'torch' in sys.modules; print(pcgrad.torch.PCGrad.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "PCGrad"

@@ -14,6 +14,9 @@
   computes the coefficients from the Gram matrix (the C phase 2), so the
   projection semantics are the library's everywhere.
 - :func:`merge` is the convenience for one (T, N) tensor.
+
+A package, so that front ends for distributed training can live beside it
+(``pcgrad.torch.distributed``).
 """
 
 import os
@@ -21,7 +24,7 @@ import os
 import numpy as np
 import torch
 
-from . import _core
+from .. import _core
 
 __all__ = ["PCGrad", "merge"]
 
