@@ -41,7 +41,7 @@ def _device_gram(cols, tasks, device):
     (task indices, stacked (k, n) gradients)."""
     g = torch.zeros((tasks, tasks), dtype=torch.float64, device=device)
     for idx, x in cols:
-        part = (x @ x.T).to(torch.float64)
+        part = (x @ x.T).to(device=device, dtype=torch.float64)
         ix = torch.as_tensor(idx, device=device)
         g[ix.unsqueeze(1), ix.unsqueeze(0)] += part
     return g
@@ -72,7 +72,7 @@ def _device_merge(per_var, tasks, mode, order, reduction, rng, stats):
         if x is None:
             merged.append(None)
             continue
-        b = b_all[torch.as_tensor(idx, device=device)].to(x.dtype)
+        b = b_all[torch.as_tensor(idx, device=device)].to(device=x.device, dtype=x.dtype)
         m = b @ x
         if reduction == "mean" and len(idx) == tasks:
             m = m / tasks
