@@ -531,7 +531,7 @@ def merge(grads, *, mode="sequential", order="fixed", reduction="mean", segments
             if plan is not None:
                 zlen, zt, zn, wsp, wsl, _ws = plan
                 merged = _empty(zn.value, _F32)
-                status = _merge_flat(cfg, _byref(_from_buffer(grads)) if grads.size else _VP(_DUMMY_ADDR),
+                status = _merge_flat(cfg, _ptr(grads),
                                      zlen, None, _Z0, None, _Z0, zt, zn,
                                      _byref(_from_buffer(merged)) if zn.value else _VP(_DUMMY_ADDR),
                                      zn, None, None, _Z0, wsp, wsl)

@@ -201,6 +201,12 @@ def test_edge_cases():
         np.testing.assert_array_equal(pcgrad.merge(big, threads=threads), pcgrad.merge(big))
     out = np.empty(1029, np.float64)
     assert pcgrad.merge(big, out=out) is out
+    ro = big.copy()
+    ro.flags.writeable = False  # merge only reads: a read-only array is fine, on every path
+    for _ in range(3):
+        np.testing.assert_array_equal(pcgrad.merge(ro), pcgrad.merge(big))
+        np.testing.assert_array_equal(np.concatenate(pcgrad.merge_vars([[r] for r in ro])), pcgrad.merge(big))
+    np.testing.assert_array_equal(pcgrad.gram(ro), pcgrad.gram(big))
 
 
 def test_stats_and_rng_objects():
