@@ -37,6 +37,7 @@ step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 step "MPI: sharded PCGrad vs one process on 1-4 ranks, sharded training" make -C c_examples/mpi test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
 step "Miri over the FFI tests" scripts/miri.sh
+step "Python package: pip install ./python, pytest (conformance, API, torch)" scripts/python-test.sh
 
 echo
 echo "test summary:"
