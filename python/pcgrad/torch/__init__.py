@@ -21,7 +21,7 @@ import os
 import numpy as np
 import torch
 
-from . import _core
+from .. import _core
 
 __all__ = ["PCGrad", "merge"]
 
