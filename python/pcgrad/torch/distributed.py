@@ -1,6 +1,6 @@
 """Sharded PCGrad over ``torch.distributed`` (any backend with ``all_gather``,
-``all_reduce``, ``reduce_scatter_tensor`` and ``all_gather_into_tensor``;
-tested with gloo on the CPU).
+``all_reduce``, ``all_gather_into_tensor``, ``isend``/``irecv`` and
+``broadcast``; tested with gloo on the CPU).
 
 PCGrad needs every dot product g_i . g_j over the whole model, but the
 coefficients depend on the T x T Gram matrix alone. Each rank holds a
@@ -315,6 +315,32 @@ def merge_sharded(local_grads, group=None, *, strategy="allreduce", mode="sequen
     return (merged, st) if stats else merged
 
 
+def _ring_reduce_scatter(blocks, rank, world, group):
+    """Ring reduce-scatter of ``blocks`` (world, ...): returns the sum over
+    the ranks of block ``rank``, after world - 1 steps in each of which a
+    rank sends one block to the next rank and receives one from the previous
+    (so each rank sends (world - 1) / world of its data once; gloo's own
+    reduce_scatter all-reduces the whole tensor, measured twice the bytes).
+    The order of the additions is fixed for a given world size."""
+    if world == 1:
+        return blocks[0].clone()
+
+    def peer(r):
+        return r if group is None else dist.get_global_rank(group, r)
+
+    nxt, prv = peer((rank + 1) % world), peer((rank - 1) % world)
+    acc = blocks.clone()
+    incoming = torch.empty_like(blocks[0])
+    for step in range(world - 1):
+        out_i = (rank - step - 1) % world
+        in_i = (rank - step - 2) % world
+        reqs = [dist.isend(acc[out_i], nxt, group=group), dist.irecv(incoming, prv, group=group)]
+        for q in reqs:
+            q.wait()
+        acc[in_i] += incoming
+    return acc[rank]
+
+
 def shard_bounds(dim, world, align=CHUNK):
     """The column boundaries [b_0 = 0, b_1, ..., b_world = dim] of an even
     split of ``dim`` columns into ``world`` shards, each inner boundary
@@ -333,8 +359,8 @@ class DataParallelPCGrad:
     ``optimizer``). Every rank holds the whole model and its own batch.
 
     ``pc_backward(objectives)`` back-propagates each task's loss on the local
-    batch into one (T, N) float32 buffer, **reduce-scatters** it (sum over
-    ranks, then / world as DDP averages) so that rank r holds columns
+    batch into one (T, N) float32 buffer, **reduce-scatters** it (a ring of
+    point-to-point sends: sum over ranks, then / world as DDP averages) so that rank r holds columns
     ``bounds[r]:bounds[r+1]`` of every task's data-parallel mean gradient,
     runs :func:`merge_sharded` on that shard, and **all-gathers** the merged
     shards into every parameter's ``.grad``. Per rank and step that sends
@@ -471,13 +497,12 @@ class DataParallelPCGrad:
         widths = [bounds[r + 1] - bounds[r] for r in range(world)]
         wmax = max(widths)
         lo, w = bounds[rank], widths[rank]
-        send = torch.zeros((world * tasks, wmax), dtype=torch.float32)
+        blocks = torch.zeros((world, tasks, wmax), dtype=torch.float32)
         for r in range(world):
-            send[r * tasks:(r + 1) * tasks, :widths[r]] = buf[:, bounds[r]:bounds[r + 1]]
+            blocks[r, :, :widths[r]] = buf[:, bounds[r]:bounds[r + 1]]
         del buf
-        shard = torch.empty((tasks, wmax), dtype=torch.float32)
-        dist.reduce_scatter_tensor(shard, send, op=dist.ReduceOp.SUM, group=self.group)
-        del send
+        shard = _ring_reduce_scatter(blocks, rank, world, self.group)
+        del blocks
         local = (shard[:, :w] / world).contiguous()
 
         # this shard's variable layout: the pieces of the parameters in [lo, lo + w)
@@ -507,6 +532,6 @@ class DataParallelPCGrad:
         t = tasks
         gram_bytes = 8 * t * (t + 1) // 2 if self.strategy == "allreduce" else \
             8 * (1 + t * (t + 1) // 2 * max(len(_pieces(bounds[r], bounds[r + 1])) for r in range(world)))
-        self.last_payload = {"reduce_scatter": 4 * world * tasks * wmax, "gram": gram_bytes + 8 * _REC + 4,
+        self.last_payload = {"reduce_scatter": 4 * (world - 1) * tasks * wmax, "gram": gram_bytes + 8 * _REC + 4,
                              "all_gather": 4 * wmax}
         return st
