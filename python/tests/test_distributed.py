@@ -259,6 +259,11 @@ def _check_ddp(pd, group, world, rank, summary):
     if world > 1:
         _expect_error(lambda: opt.pc_backward(losses[:2] if rank == world - 1 else losses),
                       _capi.ERROR_LENGTH_MISMATCH)
+        # a local backward failure (a loss without a graph) on one rank
+        losses = net.losses(x, ys)
+        if rank == world - 1:
+            losses[0] = losses[0].detach()
+        _expect_error(lambda: opt.pc_backward(losses), _capi.ERROR_LENGTH_MISMATCH)
     losses = net.losses(x, ys)
     if rank == world - 1:
         losses[1] = losses[1] * float("nan")

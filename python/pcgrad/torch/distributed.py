@@ -461,6 +461,24 @@ class DataParallelPCGrad:
                 raise _Fail(_c.ERROR_INVALID_ENUM, TypeError(f"{fn}: parameters must be CPU tensors"))
             if not params:
                 raise _Fail(_c.ERROR_NO_TASKS, ValueError(f"{fn}: the optimizer has no trainable parameters"))
+            # the local backward passes, before the agreement (a failure
+            # here is agreed on too)
+            tasks = len(objectives)
+            offsets = np.cumsum([0] + sizes).tolist()
+            buf = torch.zeros((tasks, n), dtype=torch.float32)
+            has = torch.zeros((tasks, len(sizes)), dtype=torch.uint8)
+            try:
+                for t, obj in enumerate(objectives):
+                    for p in params:
+                        p.grad = None
+                    obj.backward(retain_graph=t < tasks - 1)
+                    for s, p in enumerate(params):
+                        if p.grad is not None:
+                            buf[t, offsets[s]:offsets[s + 1]] = p.grad.reshape(-1)
+                            has[t, s] = 1
+            finally:
+                for p in params:
+                    p.grad = None
         except Exception as e:  # noqa: BLE001
             status, cause = _status_of(e), (e.cause if isinstance(e, _Fail) else e)
         tasks = len(objectives) if status == _c.OK else 0
@@ -477,19 +495,6 @@ class DataParallelPCGrad:
             if x[1:] != allr[0][1:]:
                 _raise(fn, _c.ERROR_LENGTH_MISMATCH, rank, r, None)
 
-        offsets = np.cumsum([0] + sizes).tolist()
-        buf = torch.zeros((tasks, n), dtype=torch.float32)
-        has = torch.zeros((tasks, len(sizes)), dtype=torch.uint8)
-        for t, obj in enumerate(objectives):
-            for p in params:
-                p.grad = None
-            obj.backward(retain_graph=t < tasks - 1)
-            for s, p in enumerate(params):
-                if p.grad is not None:
-                    buf[t, offsets[s]:offsets[s + 1]] = p.grad.reshape(-1)
-                    has[t, s] = 1
-        for p in params:
-            p.grad = None
         # the (T, S) mask: a task reaches a parameter if it does on any rank
         dist.all_reduce(has, op=dist.ReduceOp.MAX, group=self.group)
 
