@@ -321,4 +321,24 @@ def test_sharded_gloo_1_2_4_ranks(tmp_path):
             bit = sum(res[world][key].get("bitwise", 0) for res in results if world in res)
             bits = "" if key == "ddp" else f", {bit} bitwise"
             print(f"ranks {world} {key}: {calls} results{bits}, max error / max|input| {rel:.2e}")
-        assert results[0][world]["deterministic/aligned"]["bitwise"] == results[0][world]["deterministic/aligned"]["calls"]
+        exact = results[0][world]["deterministic/aligned"]
+        assert exact["bitwise"] == exact["calls"]
+
+
+def test_shard_bounds_and_no_process_group():
+    import pcgrad.torch.distributed as pd
+
+    assert pd.shard_bounds(N, 4) == [0, 2 * 8192, 3 * 8192, 4 * 8192, N]
+    assert pd.shard_bounds(N, 4, align=1) == [0, N // 4, N // 2, 3 * N // 4, N]
+    assert pd.shard_bounds(100, 3) == [0, 100, 100, 100]  # small: the last ranks empty
+    assert pd.shard_bounds(0, 2) == [0, 0, 0]
+    try:
+        pd.shard_bounds(10, 2, align=0)
+        raise AssertionError("align=0 accepted")
+    except ValueError as e:
+        assert "align" in str(e)
+    try:
+        pd.merge_sharded(torch.zeros(2, 3))
+        raise AssertionError("no error without a process group")
+    except RuntimeError as e:
+        assert "init_process_group" in str(e)

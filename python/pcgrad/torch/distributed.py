@@ -80,6 +80,11 @@ class _Fail(Exception):
         self.cause = cause
 
 
+def _bad(status, kind, message):
+    """A local failure of ``status`` whose cause is ``kind(message)``."""
+    return _Fail(status, kind(message))
+
+
 def _status_of(exc):
     """The status a local exception becomes (Python-side checks have none)."""
     if isinstance(exc, _Fail):
@@ -149,33 +154,38 @@ def _local_checks(fn, local_grads, strategy, mode, order, reduction, rng, out):
     """Everything a rank can judge alone; returns the float32 NumPy view of
     the shard (T, n) and the NumPy view of ``out`` (or None)."""
     if strategy not in STRATEGIES:
-        raise _Fail(_c.ERROR_INVALID_ENUM, ValueError(f"{fn}: strategy must be one of {STRATEGIES}, got {strategy!r}"))
+        raise _bad(_c.ERROR_INVALID_ENUM, ValueError, f"{fn}: strategy must be one of {STRATEGIES}, got {strategy!r}")
     try:
         _core._enum(fn, "mode", mode, _core._MODES)
         _core._enum(fn, "reduction", reduction, _core._REDUCTIONS)
     except ValueError as e:
         raise _Fail(_c.ERROR_INVALID_ENUM, e) from None
     if isinstance(order, str) and order not in ("fixed", "shuffled"):
-        raise _Fail(_c.ERROR_INVALID_ENUM, ValueError(f"{fn}: order must be 'fixed', 'shuffled' or a table, got {order!r}"))
+        raise _bad(_c.ERROR_INVALID_ENUM, ValueError,
+                   f"{fn}: order must be 'fixed', 'shuffled' or a table, got {order!r}")
     if rng is not None and not isinstance(rng, _core.Rng):
-        raise _Fail(_c.ERROR_INVALID_ORDER, TypeError(f"{fn}: rng must be a pcgrad.Rng or an int seed"))
+        raise _bad(_c.ERROR_INVALID_ORDER, TypeError, f"{fn}: rng must be a pcgrad.Rng or an int seed")
     if not isinstance(local_grads, torch.Tensor):
-        raise _Fail(_c.ERROR_INVALID_ENUM, TypeError(f"{fn}: local_grads must be a torch.Tensor, got {type(local_grads).__name__}"))
+        raise _bad(_c.ERROR_INVALID_ENUM, TypeError,
+                   f"{fn}: local_grads must be a torch.Tensor, got {type(local_grads).__name__}")
     if local_grads.dim() != 2:
-        raise _Fail(_c.ERROR_LENGTH_MISMATCH, ValueError(f"{fn}: local_grads must be 2-D (T, n_local), got shape {tuple(local_grads.shape)}"))
+        raise _bad(_c.ERROR_LENGTH_MISMATCH, ValueError,
+                   f"{fn}: local_grads must be 2-D (T, n_local), got shape {tuple(local_grads.shape)}")
     if local_grads.shape[0] == 0:
-        raise _Fail(_c.ERROR_NO_TASKS, ValueError(f"{fn}: local_grads has no task (T = 0)"))
+        raise _bad(_c.ERROR_NO_TASKS, ValueError, f"{fn}: local_grads has no task (T = 0)")
     if local_grads.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-        raise _Fail(_c.ERROR_INVALID_ENUM, TypeError(f"{fn}: local_grads must be floating point, got {local_grads.dtype}"))
+        raise _bad(_c.ERROR_INVALID_ENUM, TypeError,
+                   f"{fn}: local_grads must be floating point, got {local_grads.dtype}")
     g = local_grads.detach().to("cpu", torch.float32).contiguous().numpy()
     o = None
     if out is not None:
         n = g.shape[1]
         if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.device.type != "cpu" \
                 or not out.is_contiguous():
-            raise _Fail(_c.ERROR_INVALID_ENUM, TypeError(f"{fn}: out must be a contiguous CPU float32 tensor"))
+            raise _bad(_c.ERROR_INVALID_ENUM, TypeError, f"{fn}: out must be a contiguous CPU float32 tensor")
         if tuple(out.shape) != (n,):
-            raise _Fail(_c.ERROR_LENGTH_MISMATCH, ValueError(f"{fn}: out must have shape ({n},), got {tuple(out.shape)}"))
+            raise _bad(_c.ERROR_LENGTH_MISMATCH, ValueError,
+                       f"{fn}: out must have shape ({n},), got {tuple(out.shape)}")
         o = out.detach().numpy()
     return g, o
 
