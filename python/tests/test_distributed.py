@@ -190,6 +190,25 @@ def _check_errors(pd, group, world, rank):
         assert np.max(np.abs(got - want), initial=0.0) <= 1e-6 * np.max(np.abs(grads))
 
 
+class _SGD:
+    """Plain SGD with the optimizer interface DataParallelPCGrad reads (the
+    first torch.optim optimizer of a process imports torch._dynamo: about
+    9 s of CPU per process here, on every rank at once)."""
+
+    def __init__(self, params, lr):
+        self.param_groups = [{"params": list(params), "lr": lr}]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.param_groups[0]["params"]:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        for p in self.param_groups[0]["params"]:
+            if p.grad is not None:
+                p -= self.param_groups[0]["lr"] * p.grad
+
+
 class _Net(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -216,7 +235,7 @@ def _check_ddp(pd, group, world, rank, summary):
                                          ("allreduce", pd.CHUNK, "sequential", "fixed")):
         net = _Net()
         params = [p for p in net.parameters()]
-        opt = pd.DataParallelPCGrad(torch.optim.SGD(params, lr=0.1), group, strategy=strategy, mode=mode,
+        opt = pd.DataParallelPCGrad(_SGD(params, lr=0.1), group, strategy=strategy, mode=mode,
                                     order=order, seed=11, align=align)
         ref_rng = pcgrad.Rng(11)
         for step in range(2):
@@ -253,7 +272,7 @@ def _check_ddp(pd, group, world, rank, summary):
             assert opt.rng.state == ref_rng.state
     # bad input on one rank: a missing loss, then a NaN gradient with check_finite
     net = _Net()
-    opt = pd.DataParallelPCGrad(torch.optim.SGD(net.parameters(), lr=0.1), group, seed=1, check_finite=True)
+    opt = pd.DataParallelPCGrad(_SGD(net.parameters(), lr=0.1), group, seed=1, check_finite=True)
     x, ys = _batch(rank)
     losses = net.losses(x, ys)
     if world > 1:
@@ -337,6 +356,11 @@ def test_shard_bounds_and_no_process_group():
         raise AssertionError("align=0 accepted")
     except ValueError as e:
         assert "align" in str(e)
+    try:
+        pd.DataParallelPCGrad(object())
+        raise AssertionError("not an optimizer accepted")
+    except TypeError as e:
+        assert "optimizer" in str(e)
     try:
         pd.merge_sharded(torch.zeros(2, 3))
         raise AssertionError("no error without a process group")

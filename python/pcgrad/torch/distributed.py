@@ -389,13 +389,16 @@ class DataParallelPCGrad:
     A parameter no task reaches on any rank keeps ``grad = None``; a
     parameter some task does not reach is that task's ``has_grad = False``
     segment (agreed across ranks by an all-reduce of the (T, S) mask).
-    Parameters must be CPU tensors (gloo)."""
+    Parameters must be CPU tensors (gloo). ``optimizer`` is a
+    ``torch.optim.Optimizer`` or any object with ``param_groups`` (a list of
+    dicts with ``"params"``), ``step()`` and ``zero_grad()``."""
 
     def __init__(self, optimizer, group=None, *, strategy="allreduce", mode="sequential",
                  order="shuffled", reduction="mean", seed=None, align=CHUNK, check_finite=False):
         fn = "pcgrad.torch.distributed.DataParallelPCGrad"
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"{fn}: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if not all(hasattr(optimizer, a) for a in ("param_groups", "step", "zero_grad")):
+            raise TypeError(f"{fn}: optimizer must be a torch.optim.Optimizer (or have param_groups, step "
+                            f"and zero_grad), got {type(optimizer).__name__}")
         if strategy not in STRATEGIES:
             raise ValueError(f"{fn}: strategy must be one of {STRATEGIES}, got {strategy!r}")
         _core._enum(fn, "mode", mode, _core._MODES)
