@@ -39,7 +39,7 @@ with the same status (the first failing rank in rank order; the failing
 rank chains its own exception as ``__cause__``), before any output is
 written and with the ``Rng`` unchanged, so the next step can go on.
 
-:class:`DataParallelPCGrad` is the helper for data-parallel (DDP-style)
+:class:`DataParallelPCGrad` is the optimizer wrapper for data-parallel (DDP-style)
 training: per-task gradients are reduce-scattered into column shards instead
 of all-reduced whole, PCGrad runs sharded, and the merged gradient is
 all-gathered into every parameter's ``.grad``.
