@@ -149,7 +149,8 @@ class PCGrad:
         """``fn(*numpy arrays) -> list of numpy arrays`` on ``inputs``: directly
         in eager mode, as one stateful ``tf.numpy_function`` op in a graph."""
         if tf.executing_eagerly():
-            outs = fn(*[x.numpy() for x in inputs])
+            # np.asarray shares the tensor's memory (read-only); .numpy() copies
+            outs = fn(*[np.asarray(x) for x in inputs])
             return [tf.convert_to_tensor(o) for o in outs]
         outs = tf.numpy_function(fn, inputs, tout, stateful=True)
         if not isinstance(outs, (list, tuple)):
@@ -185,7 +186,7 @@ class PCGrad:
             try:
                 grads = tape.gradient(loss, variables)
             except RuntimeError as e:
-                if "non-persistent" in str(e) or "persistent" in str(e):
+                if "persistent" in str(e):
                     raise RuntimeError(f"{fn}: a tape used for several losses must be persistent: "
                                        f"tf.GradientTape(persistent=True) ({e})") from e
                 raise

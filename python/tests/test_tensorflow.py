@@ -4,21 +4,18 @@ are the original classes' output), ``pc_backward`` on a Keras model with
 task-specific heads against the float64 reference, eager and ``tf.function``
 results identical, static shapes kept in graphs, the original document's
 example training step run as written with only its import changed, the
-Keras demo, and the errors. TensorFlow is imported once, here."""
+Keras demo, and the errors. TensorFlow is imported once (``tf_import``)."""
 
+import contextlib
 import copy
 import importlib.util
 import io
 import os
-import contextlib
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-import tensorflow as tf
-import keras
 
+from tf_import import keras, tf
 import pcgrad
 from pcgrad.tensorflow import PCGrad, PPCGrad
 from conftest import REPO, load_case, vector_files
