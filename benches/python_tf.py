@@ -16,7 +16,8 @@ description as plain TensorFlow code, for timing only:
 Both are checked against ``pcgrad.tensorflow.PCGrad().project_conflicting``
 on the same inputs before they are timed. Every row: T tasks, N parameters,
 random normal float32 gradients (about half the pairs conflict), all
-coordinates shared; medians of ``--repeat`` calls after a warm-up call.
+coordinates shared; medians of ``--repeat`` calls after a warm-up call, the
+three interleaved call by call.
 
     python benches/python_tf.py            # T in {2, 4, 8}, N in {1e4, 1e6}
     python benches/python_tf.py --tasks 2 4 --dims 10000 --repeat 50
@@ -84,14 +85,18 @@ def vmap_project_conflicting(grads, has_grads, reduction="mean"):
     return merged_shared + tf.reduce_sum(stacked * (1.0 - mask), axis=0)
 
 
-def median_ms(fn, args, repeat):
-    fn(*args).numpy()  # trace and warm up
-    times = []
+def medians_ms(fns, args, repeat):
+    """Median ms of each function, the calls interleaved round-robin so that
+    every function sees the same machine load."""
+    for fn in fns:
+        fn(*args).numpy()  # trace and warm up
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn(*args).numpy()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn(*args).numpy()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) * 1e3 for ts in times]
 
 
 def main(argv=None):
@@ -125,9 +130,7 @@ def main(argv=None):
                     raise SystemExit(f"tf {name} transcription differs from pcgrad.tensorflow at "
                                      f"T={tasks} N={dim}: {err:e}")
             repeat = args.repeat or (51 if dim <= 100_000 else 11)
-            t_loop = median_ms(loop, (grads, masks), repeat)
-            t_vmap = median_ms(vmap, (grads, masks), repeat)
-            t_ours = median_ms(ours, (grads, masks), repeat)
+            t_loop, t_vmap, t_ours = medians_ms((loop, vmap, ours), (grads, masks), repeat)
             print(f"| {tasks} | {dim:.0e} | {t_loop:.3f} | {t_vmap:.3f} | {t_ours:.3f} | "
                   f"{t_loop / t_ours:.1f}x | {t_vmap / t_ours:.1f}x |", flush=True)
 
