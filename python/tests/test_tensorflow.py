@@ -65,8 +65,9 @@ def test_conformance_vector_through_project_conflicting(path):
         eager = pc.project_conflicting(g, h)
         assert eager.dtype == tf.float32 and eager.shape == (c["dim"],)
         close(eager, c["merged"], scale, f"{c['name']} {cls.__name__} eager")
-        graph = tf.function(lambda a, b: pc.project_conflicting(a, b))(g, h)
-        np.testing.assert_array_equal(graph.numpy(), eager.numpy())
+        if cls is PCGrad:  # (PPCGrad is the same code: one graph per vector)
+            graph = tf.function(lambda a, b: pc.project_conflicting(a, b))(g, h)
+            np.testing.assert_array_equal(graph.numpy(), eager.numpy())
         m64 = pc.project_conflicting([tf.constant(r, tf.float64) for r in grads],
                                      [tf.constant(r, tf.float64) for r in mask])
         assert m64.dtype == tf.float64
@@ -290,8 +291,8 @@ for epoch in range(10):
 
 
 class _Batches:
-    """``train_dataset`` for the example: a tf.data pipeline of 64 samples in
-    batches of 32 with three label tasks, which also records the model's
+    """``train_dataset`` for the example: a tf.data pipeline of 48 samples in
+    batches of 32 and 16 with three label tasks, which also records the model's
     weights when the first epoch starts (for the replay below)."""
 
     def __init__(self, ns, dataset):
@@ -306,8 +307,8 @@ class _Batches:
 @pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`")  # Keras 3 on the example's layer
 def test_seed_example_training_step_as_written():
     rng = np.random.default_rng(0)
-    xs = rng.standard_normal((64, 784)).astype(np.float32)
-    ys = tuple(rng.integers(0, 10, 64) for _ in range(3))
+    xs = rng.standard_normal((48, 784)).astype(np.float32)
+    ys = tuple(rng.integers(0, 10, 48) for _ in range(3))
     dataset = tf.data.Dataset.from_tensor_slices((xs, ys)).batch(32)
     ns = {}
     ns["train_dataset"] = batches = _Batches(ns, dataset)
@@ -315,7 +316,7 @@ def test_seed_example_training_step_as_written():
     model, optimizer = ns["model"], ns["optimizer"]
     assert isinstance(ns["pcgrad"], PCGrad)
 
-    # The same 20 steps by hand: float64 reference projection, plain SGD.
+    # The same 20 steps (10 epochs of 2 batches) by hand: float64 reference projection, plain SGD.
     w0 = batches.w0
     ref = keras.Sequential([keras.Input((784,)), keras.layers.Dense(64, activation="relu"),
                             keras.layers.Dense(10)])
