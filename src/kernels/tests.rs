@@ -1,0 +1,291 @@
+use super::*;
+
+fn rows(seed: u32, len: usize) -> [[f32; 300]; 8] {
+    let mut out = [[0.0f32; 300]; 8];
+    let mut s = seed;
+    for r in out.iter_mut() {
+        for x in r.iter_mut().take(len) {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *x = (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+        }
+    }
+    out
+}
+
+/// Every tile shape with its row sets: rows 0..4 of `m` against
+/// themselves (diagonal) or against rows 4..8.
+fn tile_cases(m: &[[f32; 300]; 8]) -> impl Iterator<Item = (Tile, [&[f32]; 4], [&[f32]; 4])> {
+    let a = [&m[0][..], &m[1][..], &m[2][..], &m[3][..]];
+    let b = [&m[4][..], &m[5][..], &m[6][..], &m[7][..]];
+    (1..=4usize)
+        .flat_map(|rows| (1..=4usize).map(move |cols| (rows, cols)))
+        .flat_map(|(rows, cols)| [false, true].map(|diagonal| (rows, cols, diagonal)))
+        .filter(|&(rows, cols, diagonal)| !diagonal || rows == cols)
+        .map(move |(rows, cols, diagonal)| {
+            let shape = Tile {
+                rows,
+                cols,
+                diagonal,
+            };
+            (shape, a, if diagonal { a } else { b })
+        })
+}
+
+#[test]
+fn simd_scalar_and_exact_tiles_agree() {
+    for len in [0usize, 1, 7, 8, 9, 63, 255, 256] {
+        let m = rows(len as u32 + 1, len);
+        let a = [&m[0][..], &m[1][..], &m[2][..], &m[3][..]];
+        let b = [&m[4][..], &m[5][..], &m[6][..], &m[3][..]];
+        let (mut x, mut y, mut z) = ([[0.0; 4]; 4], [[0.0; 4]; 4], [[0.0; 4]; 4]);
+        wide::gram_tile_f32(a, b, Tile::FULL, len, &mut x);
+        scalar::gram_tile_f32(a, b, Tile::FULL, len, &mut y);
+        gram_tile_exact(a, b, len, &mut z);
+        for r in 0..4 {
+            for c in 0..4 {
+                assert!((x[r][c] - z[r][c]).abs() <= 1e-5, "simd {len} {r} {c}");
+                assert!((y[r][c] - z[r][c]).abs() <= 1e-5, "scalar {len} {r} {c}");
+            }
+        }
+    }
+}
+
+/// Every tile shape computes exactly its pairs, the same in both twins,
+/// and leaves the other entries alone.
+#[test]
+fn tile_shapes_compute_exactly_their_pairs() {
+    let m = rows(17, 300);
+    for len in [1usize, 8, 13, 256] {
+        for (shape, a, b) in tile_cases(&m) {
+            let (mut x, mut y, mut z) = ([[7.0; 4]; 4], [[7.0; 4]; 4], [[0.0; 4]; 4]);
+            wide::gram_tile_f32(a, b, shape, len, &mut x);
+            scalar::gram_tile_f32(a, b, shape, len, &mut y);
+            gram_tile_exact(a, b, len, &mut z);
+            for r in 0..4 {
+                for c in 0..4 {
+                    if shape.has(r, c) {
+                        assert!((x[r][c] - 7.0 - z[r][c]).abs() <= 1e-5, "{shape:?} {r} {c}");
+                        assert!((y[r][c] - 7.0 - z[r][c]).abs() <= 1e-5, "{shape:?} {r} {c}");
+                    } else {
+                        assert_eq!((x[r][c], y[r][c]), (7.0, 7.0), "{shape:?} {r} {c}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn axpy_twins_agree() {
+    let m = rows(3, 300);
+    for len in [0usize, 5, 8, 299] {
+        let mut o1 = m[0];
+        let mut o2 = m[0];
+        wide::axpy_f32(&mut o1[..len], 0.75, &m[1][..len]);
+        scalar::axpy(&mut o2[..len], 0.75, &m[1][..len]);
+        for k in 0..len {
+            assert!((o1[k] - o2[k]).abs() <= 1e-6);
+        }
+    }
+}
+
+/// The diagonal tile tells, in both twins, whether its rows fit the
+/// `f32` lanes: ordinary and zero rows do, rows with a huge, NaN or
+/// infinite value or only tiny values do not.
+#[test]
+fn diagonal_tiles_check_the_row_range() {
+    let base = rows(9, 300);
+    let cases: [(f32, f32, bool); 8] = [
+        (0.0, 0.0, true),
+        (1.0, 0.5, true),
+        (1e30, 1.0, false),
+        (f32::NAN, 1.0, false),
+        (f32::INFINITY, 1.0, false),
+        (-f32::INFINITY, 1.0, false),
+        (1e-30, 0.0, false),
+        (1e-10, 0.0, true),
+    ];
+    for len in [8usize, 16, 17, 256] {
+        for &(special, scale, fits) in &cases {
+            for pos in [0usize, 7, len - 1] {
+                if pos >= len - len % 8 && special == 1e-10 {
+                    // A small value alone in the tail columns (the
+                    // SIMD lanes all zero) takes the exact kernel in
+                    // the SIMD form: either choice is right.
+                    continue;
+                }
+                let mut r = [0.0f32; 300];
+                for (x, &y) in r.iter_mut().zip(&base[0]).take(len) {
+                    *x = y * scale;
+                }
+                r[pos] = special;
+                let a = [&r[..], &base[1][..], &base[2][..], &base[3][..]];
+                let shape = Tile {
+                    rows: 4,
+                    cols: 4,
+                    diagonal: true,
+                };
+                let mut out = [[0.0; 4]; 4];
+                let got = wide::gram_tile_f32(a, a, shape, len, &mut out);
+                assert_eq!(got, fits, "simd len {len} {special} at {pos}");
+                let got = scalar::gram_tile_f32(a, a, shape, len, &mut out);
+                assert_eq!(got, fits, "scalar len {len} {special} at {pos}");
+            }
+        }
+    }
+}
+
+/// The run-time kernels (every level this CPU has) give bitwise the
+/// compile-time backend's Gram tiles and axpy.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[test]
+fn runtime_kernels_are_bitwise_the_portable_ones() {
+    let m = rows(23, 300);
+    for level in [x86::Level::Portable, x86::Level::Avx, x86::Level::Avx512] {
+        x86::force(Some(level));
+        for len in [1usize, 8, 13, 100, 256] {
+            for (shape, a, b) in tile_cases(&m) {
+                let (mut x, mut y) = ([[0.0; 4]; 4], [[0.0; 4]; 4]);
+                let ok_x = wide::gram_tile_f32(a, b, shape, len, &mut x);
+                let ok_y = wide::portable(a, b, shape, len, &mut y);
+                assert_eq!(ok_x, ok_y);
+                assert_eq!(
+                    x.map(|r| r.map(f64::to_bits)),
+                    y.map(|r| r.map(f64::to_bits)),
+                    "{level:?} {shape:?} {len}"
+                );
+            }
+            let (mut o1, mut o2) = (m[0], m[0]);
+            wide::axpy_f32(&mut o1[..len], 0.3, &m[1][..len]);
+            wide::portable_axpy(&mut o2[..len], 0.3, &m[1][..len]);
+            assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
+        }
+    }
+    x86::force(None);
+}
+
+/// One `gram_run` over many blocks is bitwise one tile call per block
+/// (the exact kernel where the fast one may not run or a diagonal
+/// block's rows do not fit), added in block order, on every run-time
+/// level and in the scalar twin; `combine_rows` is bitwise a fill and
+/// one axpy per row.
+#[test]
+fn runs_are_bitwise_one_call_per_block() {
+    let len = 5 * BLOCK + 13;
+    let mut m = [[0.0f32; 5 * BLOCK + 13]; 8];
+    let mut s = 7u32;
+    for r in m.iter_mut() {
+        for x in r.iter_mut() {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *x = (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+        }
+    }
+    // Block 1 of row 1 out of range, block 3 of row 6 tiny.
+    m[1][BLOCK + 5] = 1e30;
+    for x in &mut m[6][3 * BLOCK..4 * BLOCK] {
+        *x *= 1e-33;
+    }
+    type Tf = fn([&[f32]; 4], [&[f32]; 4], Tile, usize, &mut [[f64; 4]; 4]) -> bool;
+    type Rf = fn([&[f32]; 4], [&[f32]; 4], Tile, usize, u64, &mut [[f64; 4]; 4]) -> u64;
+    let pairs: [(Tf, Rf); 3] = [
+        (wide::portable, wide::portable_run),
+        (scalar::gram_tile_f32, |a, b, sh, l, f, o| {
+            run_blocks(a, b, sh, l, f, o, scalar::gram_tile_f32)
+        }),
+        (wide::gram_tile_f32, wide::gram_run_f32),
+    ];
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    let levels = [x86::Level::Portable, x86::Level::Avx, x86::Level::Avx512];
+    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+    let levels = [()];
+    for level in levels {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        x86::force(Some(level));
+        for &(tile_fn, run_fn) in &pairs {
+            for (ra, rb, diagonal) in [(0, 0, true), (4, 4, true), (0, 4, false)] {
+                for (rows_, cols) in [(1, 1), (2, 2), (3, 4), (4, 4)] {
+                    if diagonal && rows_ != cols {
+                        continue;
+                    }
+                    for fast in [u64::MAX, 0b10110, 0] {
+                        let a = [0, 1, 2, 3].map(|r| &m[ra + r][..]);
+                        let b = [0, 1, 2, 3].map(|r| &m[rb + r][..]);
+                        let shape = Tile {
+                            rows: rows_,
+                            cols,
+                            diagonal,
+                        };
+                        let mut want = [[0.5; 4]; 4];
+                        let mut want_fits = 0u64;
+                        for (k, k0) in (0..len).step_by(BLOCK).enumerate() {
+                            let k1 = len.min(k0 + BLOCK);
+                            let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
+                            let mut o = [[0.0; 4]; 4];
+                            if fast >> k & 1 == 1 && tile_fn(ab, bb, shape, k1 - k0, &mut o) {
+                                want_fits |= 1 << k;
+                            } else {
+                                o = [[0.0; 4]; 4];
+                                gram_tile_exact(ab, bb, k1 - k0, &mut o);
+                            }
+                            for r in 0..4 {
+                                for c in 0..4 {
+                                    if shape.has(r, c) {
+                                        want[r][c] += o[r][c];
+                                    }
+                                }
+                            }
+                        }
+                        let mut got = [[0.5; 4]; 4];
+                        let fits = run_fn(a, b, shape, len, fast, &mut got);
+                        assert_eq!(fits, want_fits, "{shape:?} {fast:b}");
+                        assert_eq!(
+                            got.map(|r| r.map(f64::to_bits)),
+                            want.map(|r| r.map(f64::to_bits)),
+                            "{shape:?} {fast:b}"
+                        );
+                    }
+                }
+            }
+        }
+        for n in 0..=4 {
+            for first in [true, false] {
+                for l in [0usize, 7, 8, 300, len] {
+                    let rows = [0, 1, 2, 3].map(|r| &m[r + 2][..l]);
+                    let alpha = [0.3, -1.7, 2.5e-3, 9.0];
+                    let mut want = m[0];
+                    scalar::combine(&mut want[..l], rows, alpha, n, first);
+                    let mut got = m[0];
+                    wide::combine_f32(&mut got[..l], rows, alpha, n, first);
+                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
+                    let mut got = m[0];
+                    f32::combine_rows(&mut got[..l], rows, alpha, n, first);
+                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
+                }
+            }
+        }
+    }
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    x86::force(None);
+}
+
+/// The SIMD axpy is bitwise the scalar twin's.
+#[test]
+fn axpy_twins_are_bitwise_equal() {
+    let m = rows(5, 300);
+    for len in [0usize, 5, 8, 299] {
+        let (mut o1, mut o2) = (m[0], m[0]);
+        wide::axpy_f32(&mut o1[..len], -1.7, &m[2][..len]);
+        scalar::axpy(&mut o2[..len], -1.7, &m[2][..len]);
+        assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
+    }
+}
+
+#[test]
+fn fast_range_rejects_extremes() {
+    assert!(scalar::fast_range_f32(&[0.0, 0.0]));
+    assert!(scalar::fast_range_f32(&[1.0, -3.0]));
+    assert!(!scalar::fast_range_f32(&[1e30, 1.0]));
+    assert!(!scalar::fast_range_f32(&[1e-30, 0.0]));
+    assert!(!scalar::fast_range_f32(&[f32::NAN, 1.0]));
+    assert!(!scalar::fast_range_f32(&[f32::INFINITY]));
+}
