@@ -11,9 +11,9 @@
 //! thread and on all cores), the one-call merged path (`PpcGrad`, serial and
 //! on all cores), the in-place projected path (all cores) and the direct
 //! loop of the TensorFlow/PyTorch ports (O(T^2) passes, one thread), and,
-//! on x86-64, the serial merged path again with the run-time AVX kernels
-//! turned off (`portable1`: the compile-time `wide` backend, SSE2 on a
-//! default build). Times are medians; each ratio is to the limit measured
+//! the serial merged path again on the compile-time kernels
+//! (`portable1`: the `wide` backend, SSE2 on a default x86-64 build,
+//! through the unstable `pcgrad::bench` module). Times are medians; each ratio is to the limit measured
 //! with the same thread count. The last line is the worst merged-path ratio over the cases with
 //! N >= 1e6 and T <= 8. Options: `--quick`, `--threads K` (default: all
 //! cores), `--llc-mib M` (the cache size that separates the regimes, 32).
@@ -21,6 +21,7 @@
 #[path = "../tests/common/direct.rs"]
 mod direct;
 
+use pcgrad::bench::{self, Isa, Kernels};
 use pcgrad::{Flat, FlatMut, Layout, PpcGrad};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -78,20 +79,9 @@ fn make_grads(tasks: usize, dim: usize) -> Vec<f32> {
     out
 }
 
-/// The run-time kernel level in use (x86-64 with `std`).
+/// The instruction set of the kernels in use.
 fn runtime_level() -> String {
-    #[cfg(target_arch = "x86_64")]
-    return format!("{:?}", pcgrad::kernels::x86::level());
-    #[cfg(not(target_arch = "x86_64"))]
-    return "none".into();
-}
-
-/// Turns the run-time kernels off (on) for the `portable1` column.
-fn set_portable(on: bool) {
-    #[cfg(target_arch = "x86_64")]
-    pcgrad::kernels::x86::force(on.then_some(pcgrad::kernels::x86::Level::Portable));
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = on;
+    format!("{:?}", Kernels::best().isa())
 }
 
 fn median(v: &mut [Duration]) -> f64 {
@@ -152,6 +142,7 @@ fn main() {
         "T", "N", "MiB", "regime", "limit1", "merged1", "ratio", "limitP", "mergedP", "ratio",
         "projP", "ratio", "direct1", "ratio", "speedup", "portable1", "gain"
     );
+    let portable = Kernels::new(Isa::Portable).expect("the portable kernels run everywhere");
     let mut worst: Option<(f64, usize, usize)> = None;
     for &t in ts {
         for &n in ns {
@@ -193,13 +184,10 @@ fn main() {
                         .project(&mut g, None, &mut ws)
                         .expect("project")
                 }));
-                set_portable(true);
                 v[6].push(time(&mut || {
-                    PpcGrad::new()
-                        .merge(&flat, &mut merged, &mut ws)
+                    bench::merge_on(portable, &mut PpcGrad::new(), &flat, &mut merged, &mut ws)
                         .expect("merge")
                 }));
-                set_portable(false);
                 if r < direct_reps {
                     let d = time(&mut || {
                         direct::direct_merge(&grads, t, n, true, true, &mut scratch, &mut merged)

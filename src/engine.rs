@@ -16,7 +16,7 @@
 //! the same PRNG state, and applies them to its own range.
 
 use crate::error::{Error, Result};
-use crate::kernels::{scalar, Element, Tile, BLOCK, SIMD};
+use crate::kernels::{scalar, Element, Kernels, Tile, BLOCK, SIMD};
 use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
 use crate::rng::Rng;
 
@@ -131,6 +131,17 @@ pub fn accumulate_gram<F: Element, G: Gradients<F>>(
     hi: usize,
     gram: &mut [f64],
 ) -> Result<()> {
+    accumulate_gram_with(Kernels::best(), grads, lo, hi, gram)
+}
+
+/// [`accumulate_gram`] on the kernels `k`.
+pub(crate) fn accumulate_gram_with<F: Element, G: Gradients<F>>(
+    k: Kernels,
+    grads: &G,
+    lo: usize,
+    hi: usize,
+    gram: &mut [f64],
+) -> Result<()> {
     let layout = *grads.layout();
     check_range(&layout, lo, hi)?;
     let t = layout.tasks();
@@ -144,7 +155,7 @@ pub fn accumulate_gram<F: Element, G: Gradients<F>>(
     while c0 < hi {
         let c1 = hi.min((c0 / CHUNK + 1) * CHUNK);
         part.fill(0.0);
-        accumulate_chunk(grads, c0, c1, part);
+        accumulate_chunk(k, grads, c0, c1, part);
         add_upper(g, part, t);
         c0 = c1;
     }
@@ -176,13 +187,14 @@ pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
 /// without ([`accumulate_pairs`], the small code and stack for Cortex-M).
 /// Bitwise the same arithmetic either way, for the same kernels.
 pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
+    k: Kernels,
     grads: &G,
     c0: usize,
     c1: usize,
     part: &mut [f64],
 ) {
     if SIMD {
-        accumulate_runs(grads, c0, c1, part)
+        accumulate_runs(k, grads, c0, c1, part)
     } else {
         accumulate_pairs(grads, c0, c1, part)
     }
@@ -249,7 +261,13 @@ pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
 /// do not take the exact kernel), then the off-diagonal tiles, on the `f32`
 /// lanes in the blocks where both groups fit. Every block adds the same
 /// value into `part` as a kernel call per block would, in the same order.
-fn accumulate_runs<F: Element, G: Gradients<F>>(grads: &G, c0: usize, c1: usize, part: &mut [f64]) {
+fn accumulate_runs<F: Element, G: Gradients<F>>(
+    k: Kernels,
+    grads: &G,
+    c0: usize,
+    c1: usize,
+    part: &mut [f64],
+) {
     /// Bits of per-block fit flags kept for one run (every group's blocks).
     const BITS: usize = 512;
     let layout = *grads.layout();
@@ -269,7 +287,7 @@ fn accumulate_runs<F: Element, G: Gradients<F>>(grads: &G, c0: usize, c1: usize,
             }
         }
         let (ra, rb) = (rows(ia, shape.rows), rows(ib, shape.cols));
-        let fits = F::gram_run(ra, rb, shape, run.len(), fast, &mut out);
+        let fits = F::gram_run(k, ra, rb, shape, run.len(), fast, &mut out);
         for (r, &i) in ia.iter().enumerate().take(shape.rows) {
             for (c, &j) in ib.iter().enumerate().take(shape.cols) {
                 if i <= j {
@@ -544,6 +562,30 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
     merged: &mut [F],
     tile: &mut [f64],
 ) -> Result<()> {
+    apply_merged_with(
+        Kernels::best(),
+        grads,
+        coef,
+        reduction,
+        lo,
+        hi,
+        merged,
+        tile,
+    )
+}
+
+/// [`apply_merged`] on the kernels `k`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
+    k: Kernels,
+    grads: &G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    lo: usize,
+    hi: usize,
+    merged: &mut [F],
+    tile: &mut [f64],
+) -> Result<()> {
     let layout = *grads.layout();
     check_apply(&layout, coef, lo, hi)?;
     if merged.len() != hi - lo {
@@ -586,7 +628,7 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
                     let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
                     let x = j.map(|j| grads.values(j, &piece));
                     let alpha = j.map(|j| F::from_f64(coef.b[j] * w));
-                    F::combine_rows(out, x, alpha, na, first);
+                    F::combine_rows(k, out, x, alpha, na, first);
                     ta = next;
                     first = false;
                 }

@@ -221,6 +221,7 @@ mod threaded {
     use super::*;
     use crate::engine::{accumulate_chunk, add_upper, gram_workspace_len, symmetrize};
     use crate::error::Error;
+    use crate::kernels::Kernels;
     use crate::layout::{sealed::Sealed, Layout, Segment};
     use std::vec;
     use std::vec::Vec;
@@ -241,6 +242,7 @@ mod threaded {
         let mut parts = vec![0.0f64; chunks * tt];
         let mut rest = &mut parts[..];
         let mut jobs = Vec::with_capacity(w);
+        let kernels = Kernels::best();
         for k in 0..w {
             let (c_lo, c_hi) = (k * chunks / w, (k + 1) * chunks / w);
             let (mine, tail) = rest.split_at_mut((c_hi - c_lo) * tt);
@@ -248,7 +250,7 @@ mod threaded {
             jobs.push(move || {
                 for (i, part) in mine.chunks_exact_mut(tt).enumerate() {
                     let c = (c_lo + i) * CHUNK;
-                    accumulate_chunk(grads, c, n.min(c + CHUNK), part);
+                    accumulate_chunk(kernels, grads, c, n.min(c + CHUNK), part);
                 }
             });
         }

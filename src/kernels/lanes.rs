@@ -240,6 +240,7 @@ pub(super) fn tile<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
 
 /// `out[k] += alpha * x[k]` over `len` columns.
 #[inline(always)]
+#[cfg(test)]
 pub(super) fn axpy8<V: Lanes8>(out: &mut [f32], alpha: f32, x: &[f32]) {
     let len = out.len().min(x.len());
     let n = len / W;

@@ -16,12 +16,24 @@
 //! the row is exactly zero). A block whose rows do not fit (and the tiles
 //! that involve them) takes the exact kernel, which accumulates in `f64`.
 //!
-//! The SIMD kernels are written once, over eight `f32` lanes, and compiled
-//! for the compile-time backend of `wide` (SSE2 on a default x86-64 build,
-//! NEON, AVX with `-C target-cpu=...`) and, on x86-64 with `std`, for AVX and
-//! AVX-512VL registers selected at run time ([`x86`]). Each lane multiplies
-//! and then adds (no fused multiply-add), so every backend gives bitwise the
-//! same result.
+//! The SIMD kernels are written once, over eight `f32` lanes (`lanes`),
+//! and compiled for the compile-time backend of `wide` ([`wide`]: SSE2 on a
+//! default x86-64 build, NEON, AVX with `-C target-cpu=...`) and, on x86-64
+//! with `std`, for AVX and AVX-512VL registers selected at run time
+//! ([`x86`]). Each lane multiplies and then adds (no fused multiply-add), so
+//! every backend gives bitwise the same result. Without SIMD (Cortex-M, or
+//! `--cfg pcgrad_scalar`) the passes take the scalar twins ([`scalar`]).
+//!
+//! Which instruction set runs is a [`Kernels`] value, passed down by the
+//! passes and dispatched in one place (`Kernels::gram_run`,
+//! `Kernels::combine`; a safety note on each arm). The public entry
+//! points take [`Kernels::best`]; the tests and benches pass each
+//! instruction set explicitly. The detected-CPU cache behind
+//! [`Kernels::best`] is the library's only mutable global state.
+//!
+//! Files: `mod.rs` (the [`Element`] trait, [`Tile`], the exact tile, the
+//! block loop, the dispatch), `scalar.rs`, `lanes.rs`, `wide.rs`, `x86.rs`,
+//! `tests.rs` (one generated test per instruction set).
 
 use num_traits::Float;
 
@@ -68,6 +80,7 @@ pub trait Element:
     /// per-block call and dispatch.
     #[doc(hidden)]
     fn gram_run(
+        k: Kernels,
         a: [&[Self]; 4],
         b: [&[Self]; 4],
         shape: Tile,
@@ -80,7 +93,14 @@ pub trait Element:
     /// else `out[k]`: bitwise a fill with zeros (when `first`) and `n`
     /// axpys, one read of each row and one write of `out`.
     #[doc(hidden)]
-    fn combine_rows(out: &mut [Self], rows: [&[Self]; 4], alpha: [Self; 4], n: usize, first: bool);
+    fn combine_rows(
+        k: Kernels,
+        out: &mut [Self],
+        rows: [&[Self]; 4],
+        alpha: [Self; 4],
+        n: usize,
+        first: bool,
+    );
     /// Whether an apply coefficient is safe in this precision.
     #[doc(hidden)]
     fn coef_fits(alpha: f64) -> bool;
@@ -139,6 +159,144 @@ pub const SIMD: bool = cfg!(all(
     )
 ));
 
+/// An instruction set the SIMD kernels are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// The compile-time backend of the `wide` crate ([`wide`]: SSE2 on a
+    /// default x86-64 build, AVX with `-C target-cpu=...`, NEON, ...).
+    Portable,
+    /// AVX, 16 vector registers, selected at run time ([`x86`]).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    Avx,
+    /// AVX-512VL: AVX vectors in 32 registers, selected at run time.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    Avx512,
+}
+
+impl Isa {
+    /// Every instruction set of this build, in increasing order.
+    pub const ALL: &'static [Isa] = &[
+        Isa::Portable,
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        Isa::Avx,
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        Isa::Avx512,
+    ];
+}
+
+/// The kernels of one instruction set that this CPU runs: a value exists
+/// only for an [`Isa`] the CPU was found to have ([`Kernels::best`],
+/// [`Kernels::new`]), which is what makes the dispatch below sound. The
+/// passes take one explicitly (the public entry points use
+/// [`Kernels::best`]); nothing selects kernels through global state. Every
+/// instruction set gives bitwise the same results (each lane multiplies,
+/// then adds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernels(Isa);
+
+impl Kernels {
+    /// The best kernels this CPU runs. The detection runs once per process;
+    /// its result is cached (the library's only mutable global state).
+    #[inline]
+    pub fn best() -> Kernels {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        return Kernels(x86::detected());
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        return Kernels(Isa::Portable);
+    }
+
+    /// The kernels of `isa`, or `None` when this CPU does not have it.
+    pub fn new(isa: Isa) -> Option<Kernels> {
+        (isa <= Kernels::best().0).then_some(Kernels(isa))
+    }
+
+    /// The instruction set.
+    pub fn isa(self) -> Isa {
+        self.0
+    }
+
+    /// The one dispatch point of [`Element::gram_run`] for `f32`.
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) fn gram_run(
+        self,
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> u64 {
+        match self.0 {
+            Isa::Portable => wide::gram_run(a, b, shape, len, fast, out),
+            // SAFETY: a `Kernels` holding `Isa::Avx` exists only after
+            // `x86::detected` found AVX (or better) on this CPU.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx => unsafe { x86::gram_run_avx(a, b, shape, len, fast, out) },
+            // SAFETY: a `Kernels` holding `Isa::Avx512` exists only after
+            // `x86::detected` found AVX-512F, AVX-512VL and AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx512 => unsafe { x86::gram_run_avx512(a, b, shape, len, fast, out) },
+        }
+    }
+
+    /// The one dispatch point of [`Element::combine_rows`] for `f32`.
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) fn combine(
+        self,
+        out: &mut [f32],
+        rows: [&[f32]; 4],
+        alpha: [f32; 4],
+        n: usize,
+        first: bool,
+    ) {
+        match self.0 {
+            Isa::Portable => wide::combine(out, rows, alpha, n, first),
+            // SAFETY: a `Kernels` holding `Isa::Avx` or `Isa::Avx512`
+            // exists only after `x86::detected` found AVX on this CPU.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::combine_avx(out, rows, alpha, n, first) },
+        }
+    }
+
+    /// One Gram tile over one block (at most [`BLOCK`] columns): the unit
+    /// that [`Element::gram_run`] repeats, for the kernel tests.
+    #[cfg(test)]
+    #[allow(unsafe_code)]
+    pub(crate) fn gram_tile(
+        self,
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        out: &mut [[f64; 4]; 4],
+    ) -> bool {
+        match self.0 {
+            Isa::Portable => wide::gram_tile(a, b, shape, len, out),
+            // SAFETY: as in `gram_run`, the CPU has AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx => unsafe { x86::gram_tile_avx(a, b, shape, len, out) },
+            // SAFETY: as in `gram_run`, the CPU has AVX-512F, AVX-512VL and
+            // AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx512 => unsafe { x86::gram_tile_avx512(a, b, shape, len, out) },
+        }
+    }
+
+    /// `out[k] += alpha * x[k]`, for the kernel tests.
+    #[cfg(test)]
+    #[allow(unsafe_code)]
+    pub(crate) fn axpy(self, out: &mut [f32], alpha: f32, x: &[f32]) {
+        match self.0 {
+            Isa::Portable => wide::axpy(out, alpha, x),
+            // SAFETY: as in `combine`, the CPU has AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::axpy_avx(out, alpha, x) },
+        }
+    }
+}
+
 impl Element for f32 {
     #[inline]
     fn to_f64(self) -> f64 {
@@ -150,6 +308,7 @@ impl Element for f32 {
     }
     #[inline]
     fn gram_run(
+        k: Kernels,
         a: [&[f32]; 4],
         b: [&[f32]; 4],
         shape: Tile,
@@ -158,15 +317,22 @@ impl Element for f32 {
         out: &mut [[f64; 4]; 4],
     ) -> u64 {
         if SIMD {
-            wide::gram_run_f32(a, b, shape, len, fast, out)
+            k.gram_run(a, b, shape, len, fast, out)
         } else {
             run_blocks(a, b, shape, len, fast, out, scalar::gram_tile_f32)
         }
     }
     #[inline]
-    fn combine_rows(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
+    fn combine_rows(
+        k: Kernels,
+        out: &mut [f32],
+        rows: [&[f32]; 4],
+        alpha: [f32; 4],
+        n: usize,
+        first: bool,
+    ) {
         if SIMD {
-            wide::combine_f32(out, rows, alpha, n, first)
+            k.combine(out, rows, alpha, n, first)
         } else {
             scalar::combine(out, rows, alpha, n, first)
         }
@@ -201,6 +367,7 @@ impl Element for f64 {
     }
     #[inline]
     fn gram_run(
+        _k: Kernels,
         a: [&[f64]; 4],
         b: [&[f64]; 4],
         shape: Tile,
@@ -212,7 +379,14 @@ impl Element for f64 {
         run_blocks(a, b, shape, len, 0, out, |_, _, _, _, _| false)
     }
     #[inline]
-    fn combine_rows(out: &mut [f64], rows: [&[f64]; 4], alpha: [f64; 4], n: usize, first: bool) {
+    fn combine_rows(
+        _k: Kernels,
+        out: &mut [f64],
+        rows: [&[f64]; 4],
+        alpha: [f64; 4],
+        n: usize,
+        first: bool,
+    ) {
         scalar::combine(out, rows, alpha, n, first)
     }
     #[inline]
@@ -318,7 +492,9 @@ fn run_blocks<F: Element>(
 pub mod scalar;
 
 mod lanes;
-use lanes::{axpy8, combine8, tile, Lanes8};
+#[cfg(test)]
+use lanes::axpy8;
+use lanes::{combine8, tile, Lanes8};
 
 pub mod wide;
 

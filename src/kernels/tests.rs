@@ -1,4 +1,5 @@
 use super::*;
+extern crate std;
 
 fn rows(seed: u32, len: usize) -> [[f32; 300]; 8] {
     let mut out = [[0.0f32; 300]; 8];
@@ -38,7 +39,7 @@ fn simd_scalar_and_exact_tiles_agree() {
         let a = [&m[0][..], &m[1][..], &m[2][..], &m[3][..]];
         let b = [&m[4][..], &m[5][..], &m[6][..], &m[3][..]];
         let (mut x, mut y, mut z) = ([[0.0; 4]; 4], [[0.0; 4]; 4], [[0.0; 4]; 4]);
-        wide::gram_tile_f32(a, b, Tile::FULL, len, &mut x);
+        wide::gram_tile(a, b, Tile::FULL, len, &mut x);
         scalar::gram_tile_f32(a, b, Tile::FULL, len, &mut y);
         gram_tile_exact(a, b, len, &mut z);
         for r in 0..4 {
@@ -58,7 +59,7 @@ fn tile_shapes_compute_exactly_their_pairs() {
     for len in [1usize, 8, 13, 256] {
         for (shape, a, b) in tile_cases(&m) {
             let (mut x, mut y, mut z) = ([[7.0; 4]; 4], [[7.0; 4]; 4], [[0.0; 4]; 4]);
-            wide::gram_tile_f32(a, b, shape, len, &mut x);
+            wide::gram_tile(a, b, shape, len, &mut x);
             scalar::gram_tile_f32(a, b, shape, len, &mut y);
             gram_tile_exact(a, b, len, &mut z);
             for r in 0..4 {
@@ -81,7 +82,7 @@ fn axpy_twins_agree() {
     for len in [0usize, 5, 8, 299] {
         let mut o1 = m[0];
         let mut o2 = m[0];
-        wide::axpy_f32(&mut o1[..len], 0.75, &m[1][..len]);
+        wide::axpy(&mut o1[..len], 0.75, &m[1][..len]);
         scalar::axpy(&mut o2[..len], 0.75, &m[1][..len]);
         for k in 0..len {
             assert!((o1[k] - o2[k]).abs() <= 1e-6);
@@ -126,7 +127,7 @@ fn diagonal_tiles_check_the_row_range() {
                     diagonal: true,
                 };
                 let mut out = [[0.0; 4]; 4];
-                let got = wide::gram_tile_f32(a, a, shape, len, &mut out);
+                let got = wide::gram_tile(a, a, shape, len, &mut out);
                 assert_eq!(got, fits, "simd len {len} {special} at {pos}");
                 let got = scalar::gram_tile_f32(a, a, shape, len, &mut out);
                 assert_eq!(got, fits, "scalar len {len} {special} at {pos}");
@@ -135,42 +136,35 @@ fn diagonal_tiles_check_the_row_range() {
     }
 }
 
-/// The run-time kernels (every level this CPU has) give bitwise the
-/// compile-time backend's Gram tiles and axpy.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[test]
-fn runtime_kernels_are_bitwise_the_portable_ones() {
+/// The kernels `k` give bitwise the compile-time backend's Gram tiles and
+/// axpy.
+fn tiles_are_bitwise_the_portable_ones(k: Kernels) {
     let m = rows(23, 300);
-    for level in [x86::Level::Portable, x86::Level::Avx, x86::Level::Avx512] {
-        x86::force(Some(level));
-        for len in [1usize, 8, 13, 100, 256] {
-            for (shape, a, b) in tile_cases(&m) {
-                let (mut x, mut y) = ([[0.0; 4]; 4], [[0.0; 4]; 4]);
-                let ok_x = wide::gram_tile_f32(a, b, shape, len, &mut x);
-                let ok_y = wide::portable(a, b, shape, len, &mut y);
-                assert_eq!(ok_x, ok_y);
-                assert_eq!(
-                    x.map(|r| r.map(f64::to_bits)),
-                    y.map(|r| r.map(f64::to_bits)),
-                    "{level:?} {shape:?} {len}"
-                );
-            }
-            let (mut o1, mut o2) = (m[0], m[0]);
-            wide::axpy_f32(&mut o1[..len], 0.3, &m[1][..len]);
-            wide::portable_axpy(&mut o2[..len], 0.3, &m[1][..len]);
-            assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
+    for len in [1usize, 8, 13, 100, 256] {
+        for (shape, a, b) in tile_cases(&m) {
+            let (mut x, mut y) = ([[0.0; 4]; 4], [[0.0; 4]; 4]);
+            let ok_x = k.gram_tile(a, b, shape, len, &mut x);
+            let ok_y = wide::gram_tile(a, b, shape, len, &mut y);
+            assert_eq!(ok_x, ok_y);
+            assert_eq!(
+                x.map(|r| r.map(f64::to_bits)),
+                y.map(|r| r.map(f64::to_bits)),
+                "{k:?} {shape:?} {len}"
+            );
         }
+        let (mut o1, mut o2) = (m[0], m[0]);
+        k.axpy(&mut o1[..len], 0.3, &m[1][..len]);
+        wide::axpy(&mut o2[..len], 0.3, &m[1][..len]);
+        assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
     }
-    x86::force(None);
 }
 
 /// One `gram_run` over many blocks is bitwise one tile call per block
 /// (the exact kernel where the fast one may not run or a diagonal
 /// block's rows do not fit), added in block order, on every run-time
 /// level and in the scalar twin; `combine_rows` is bitwise a fill and
-/// one axpy per row.
-#[test]
-fn runs_are_bitwise_one_call_per_block() {
+/// one axpy per row. On the kernels `k` (and the portable and scalar ones).
+fn runs_are_bitwise_one_call_per_block(k: Kernels) {
     let len = 5 * BLOCK + 13;
     let mut m = [[0.0f32; 5 * BLOCK + 13]; 8];
     let mut s = 7u32;
@@ -185,87 +179,91 @@ fn runs_are_bitwise_one_call_per_block() {
     for x in &mut m[6][3 * BLOCK..4 * BLOCK] {
         *x *= 1e-33;
     }
-    type Tf = fn([&[f32]; 4], [&[f32]; 4], Tile, usize, &mut [[f64; 4]; 4]) -> bool;
-    type Rf = fn([&[f32]; 4], [&[f32]; 4], Tile, usize, u64, &mut [[f64; 4]; 4]) -> u64;
+    type Tf<'f> = &'f dyn Fn([&[f32]; 4], [&[f32]; 4], Tile, usize, &mut [[f64; 4]; 4]) -> bool;
+    type Rf<'f> = &'f dyn Fn([&[f32]; 4], [&[f32]; 4], Tile, usize, u64, &mut [[f64; 4]; 4]) -> u64;
     let pairs: [(Tf, Rf); 3] = [
-        (wide::portable, wide::portable_run),
-        (scalar::gram_tile_f32, |a, b, sh, l, f, o| {
+        (&wide::gram_tile, &wide::gram_run),
+        (&scalar::gram_tile_f32, &|a, b, sh, l, f, o| {
             run_blocks(a, b, sh, l, f, o, scalar::gram_tile_f32)
         }),
-        (wide::gram_tile_f32, wide::gram_run_f32),
+        (
+            &|a, b, sh, l, o| k.gram_tile(a, b, sh, l, o),
+            &|a, b, sh, l, f, o| k.gram_run(a, b, sh, l, f, o),
+        ),
     ];
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    let levels = [x86::Level::Portable, x86::Level::Avx, x86::Level::Avx512];
-    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
-    let levels = [()];
-    for level in levels {
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
-        x86::force(Some(level));
-        for &(tile_fn, run_fn) in &pairs {
-            for (ra, rb, diagonal) in [(0, 0, true), (4, 4, true), (0, 4, false)] {
-                for (rows_, cols) in [(1, 1), (2, 2), (3, 4), (4, 4)] {
-                    if diagonal && rows_ != cols {
-                        continue;
-                    }
-                    for fast in [u64::MAX, 0b10110, 0] {
-                        let a = [0, 1, 2, 3].map(|r| &m[ra + r][..]);
-                        let b = [0, 1, 2, 3].map(|r| &m[rb + r][..]);
-                        let shape = Tile {
-                            rows: rows_,
-                            cols,
-                            diagonal,
-                        };
-                        let mut want = [[0.5; 4]; 4];
-                        let mut want_fits = 0u64;
-                        for (k, k0) in (0..len).step_by(BLOCK).enumerate() {
-                            let k1 = len.min(k0 + BLOCK);
-                            let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
-                            let mut o = [[0.0; 4]; 4];
-                            if fast >> k & 1 == 1 && tile_fn(ab, bb, shape, k1 - k0, &mut o) {
-                                want_fits |= 1 << k;
-                            } else {
-                                o = [[0.0; 4]; 4];
-                                gram_tile_exact(ab, bb, k1 - k0, &mut o);
-                            }
-                            for r in 0..4 {
-                                for c in 0..4 {
-                                    if shape.has(r, c) {
-                                        want[r][c] += o[r][c];
-                                    }
+    for &(tile_fn, run_fn) in &pairs {
+        for (ra, rb, diagonal) in [(0, 0, true), (4, 4, true), (0, 4, false)] {
+            for (rows_, cols) in [(1, 1), (2, 2), (3, 4), (4, 4)] {
+                if diagonal && rows_ != cols {
+                    continue;
+                }
+                for fast in [u64::MAX, 0b10110, 0] {
+                    let a = [0, 1, 2, 3].map(|r| &m[ra + r][..]);
+                    let b = [0, 1, 2, 3].map(|r| &m[rb + r][..]);
+                    let shape = Tile {
+                        rows: rows_,
+                        cols,
+                        diagonal,
+                    };
+                    let mut want = [[0.5; 4]; 4];
+                    let mut want_fits = 0u64;
+                    for (k, k0) in (0..len).step_by(BLOCK).enumerate() {
+                        let k1 = len.min(k0 + BLOCK);
+                        let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
+                        let mut o = [[0.0; 4]; 4];
+                        if fast >> k & 1 == 1 && tile_fn(ab, bb, shape, k1 - k0, &mut o) {
+                            want_fits |= 1 << k;
+                        } else {
+                            o = [[0.0; 4]; 4];
+                            gram_tile_exact(ab, bb, k1 - k0, &mut o);
+                        }
+                        for r in 0..4 {
+                            for c in 0..4 {
+                                if shape.has(r, c) {
+                                    want[r][c] += o[r][c];
                                 }
                             }
                         }
-                        let mut got = [[0.5; 4]; 4];
-                        let fits = run_fn(a, b, shape, len, fast, &mut got);
-                        assert_eq!(fits, want_fits, "{shape:?} {fast:b}");
-                        assert_eq!(
-                            got.map(|r| r.map(f64::to_bits)),
-                            want.map(|r| r.map(f64::to_bits)),
-                            "{shape:?} {fast:b}"
-                        );
                     }
-                }
-            }
-        }
-        for n in 0..=4 {
-            for first in [true, false] {
-                for l in [0usize, 7, 8, 300, len] {
-                    let rows = [0, 1, 2, 3].map(|r| &m[r + 2][..l]);
-                    let alpha = [0.3, -1.7, 2.5e-3, 9.0];
-                    let mut want = m[0];
-                    scalar::combine(&mut want[..l], rows, alpha, n, first);
-                    let mut got = m[0];
-                    wide::combine_f32(&mut got[..l], rows, alpha, n, first);
-                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
-                    let mut got = m[0];
-                    f32::combine_rows(&mut got[..l], rows, alpha, n, first);
-                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
+                    let mut got = [[0.5; 4]; 4];
+                    let fits = run_fn(a, b, shape, len, fast, &mut got);
+                    assert_eq!(fits, want_fits, "{shape:?} {fast:b}");
+                    assert_eq!(
+                        got.map(|r| r.map(f64::to_bits)),
+                        want.map(|r| r.map(f64::to_bits)),
+                        "{shape:?} {fast:b}"
+                    );
                 }
             }
         }
     }
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    x86::force(None);
+    for n in 0..=4 {
+        for first in [true, false] {
+            for l in [0usize, 7, 8, 300, len] {
+                let rows = [0, 1, 2, 3].map(|r| &m[r + 2][..l]);
+                let alpha = [0.3, -1.7, 2.5e-3, 9.0];
+                let mut want = m[0];
+                scalar::combine(&mut want[..l], rows, alpha, n, first);
+                let mut got = m[0];
+                wide::combine(&mut got[..l], rows, alpha, n, first);
+                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
+                let mut got = m[0];
+                k.combine(&mut got[..l], rows, alpha, n, first);
+                assert_eq!(
+                    got.map(f32::to_bits),
+                    want.map(f32::to_bits),
+                    "{k:?} {n} {l}"
+                );
+                let mut got = m[0];
+                f32::combine_rows(k, &mut got[..l], rows, alpha, n, first);
+                assert_eq!(
+                    got.map(f32::to_bits),
+                    want.map(f32::to_bits),
+                    "{k:?} {n} {l}"
+                );
+            }
+        }
+    }
 }
 
 /// The SIMD axpy is bitwise the scalar twin's.
@@ -274,7 +272,7 @@ fn axpy_twins_are_bitwise_equal() {
     let m = rows(5, 300);
     for len in [0usize, 5, 8, 299] {
         let (mut o1, mut o2) = (m[0], m[0]);
-        wide::axpy_f32(&mut o1[..len], -1.7, &m[2][..len]);
+        wide::axpy(&mut o1[..len], -1.7, &m[2][..len]);
         scalar::axpy(&mut o2[..len], -1.7, &m[2][..len]);
         assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
     }
@@ -288,4 +286,66 @@ fn fast_range_rejects_extremes() {
     assert!(!scalar::fast_range_f32(&[1e-30, 0.0]));
     assert!(!scalar::fast_range_f32(&[f32::NAN, 1.0]));
     assert!(!scalar::fast_range_f32(&[f32::INFINITY]));
+}
+
+/// The checks of one instruction set: bitwise the portable tiles, and one
+/// run bitwise one call per block. A CPU without `isa` runs nothing here,
+/// and says so; [`expected_instruction_sets_were_detected`] turns that into
+/// a failure where the run expects the instruction set.
+fn at_isa(isa: Isa) {
+    match Kernels::new(isa) {
+        Some(k) => {
+            tiles_are_bitwise_the_portable_ones(k);
+            runs_are_bitwise_one_call_per_block(k);
+        }
+        None => std::eprintln!("{isa:?} not detected on this CPU: its kernel checks did not run"),
+    }
+}
+
+/// One test per instruction set of this build.
+macro_rules! isa_tests {
+    ($($name:ident => $isa:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            at_isa(Isa::$isa)
+        }
+    )*};
+}
+
+isa_tests!(kernels_portable => Portable);
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+isa_tests!(kernels_avx => Avx, kernels_avx512 => Avx512);
+
+/// Fails when an instruction set named in `PCGRAD_EXPECT_ISA` (a comma
+/// separated list of `portable`, `avx`, `avx512`; `scripts/test.sh` sets it
+/// from `/proc/cpuinfo`) was not detected, so that the tests above did not
+/// silently skip the kernels the run was meant to check.
+#[test]
+fn expected_instruction_sets_were_detected() {
+    // The portable kernels always exist, and `new` agrees with `best`.
+    assert_eq!(
+        Kernels::new(Isa::Portable).map(Kernels::isa),
+        Some(Isa::Portable)
+    );
+    for &isa in Isa::ALL {
+        assert_eq!(
+            Kernels::new(isa).is_some(),
+            isa <= Kernels::best().isa(),
+            "{isa:?}"
+        );
+    }
+    let list = std::env::var("PCGRAD_EXPECT_ISA").unwrap_or_default();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let isa = Isa::ALL
+            .iter()
+            .find(|i| std::format!("{i:?}").eq_ignore_ascii_case(name));
+        let isa = isa.unwrap_or_else(|| {
+            panic!("PCGRAD_EXPECT_ISA: {name} is not an instruction set of this build")
+        });
+        assert!(
+            Kernels::new(*isa).is_some(),
+            "PCGRAD_EXPECT_ISA: {isa:?} expected but not detected"
+        );
+        assert!(Kernels::best().isa() >= *isa);
+    }
 }

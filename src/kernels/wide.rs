@@ -1,6 +1,6 @@
-//! The SIMD kernels of the compile-time backend (`wide::f32x8`: one AVX
-//! register, two SSE2 or NEON registers), with the run-time AVX kernels
-//! ([`super::x86`]) in front of them where those are available.
+//! The SIMD kernels on the compile-time backend of the `wide` crate
+//! (`wide::f32x8`: one AVX register, two SSE2 or NEON registers): the
+//! kernels of [`super::Isa::Portable`].
 
 use super::{Lanes8, Tile};
 use ::wide::f32x8;
@@ -30,77 +30,12 @@ impl Lanes8 for f32x8 {
 
 /// `out[r][c] += sum_k a[r][k] * b[c][k]` for the pairs of `shape`;
 /// on a diagonal tile, false when a row is out of the `f32` range (then
-/// `out` holds garbage and the caller takes the exact kernel).
-pub fn gram_tile_f32(
-    a: [&[f32]; 4],
-    b: [&[f32]; 4],
-    shape: Tile,
-    len: usize,
-    out: &mut [[f64; 4]; 4],
-) -> bool {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if let Some(ok) = super::x86::gram_tile_f32(a, b, shape, len, out) {
-        return ok;
-    }
-    portable(a, b, shape, len, out)
-}
-
-/// [`super::Element::gram_run`] for `f32`, on the run-time kernels
-/// where those are in use.
-pub fn gram_run_f32(
-    a: [&[f32]; 4],
-    b: [&[f32]; 4],
-    shape: Tile,
-    len: usize,
-    fast: u64,
-    out: &mut [[f64; 4]; 4],
-) -> u64 {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if let Some(fits) = super::x86::gram_run_f32(a, b, shape, len, fast, out) {
-        return fits;
-    }
-    portable_run(a, b, shape, len, fast, out)
-}
-
-/// [`gram_run_f32`] on the compile-time backend only.
-pub fn portable_run(
-    a: [&[f32]; 4],
-    b: [&[f32]; 4],
-    shape: Tile,
-    len: usize,
-    fast: u64,
-    out: &mut [[f64; 4]; 4],
-) -> u64 {
-    super::run_blocks(a, b, shape, len, fast, out, portable)
-}
-
-/// [`super::Element::combine_rows`] for `f32`, on the run-time kernels
-/// where those are in use.
-pub fn combine_f32(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if super::x86::combine_f32(out, rows, alpha, n, first) {
-        return;
-    }
-    portable_combine(out, rows, alpha, n, first)
-}
-
-/// [`combine_f32`] on the compile-time backend only.
-pub fn portable_combine(
-    out: &mut [f32],
-    rows: [&[f32]; 4],
-    alpha: [f32; 4],
-    n: usize,
-    first: bool,
-) {
-    super::combine8::<f32x8>(out, rows, alpha, n, first)
-}
-
-/// [`gram_tile_f32`] on the compile-time backend only, with sub-tiles
-/// sized to its register file: 32 registers (AVX-512) hold a 4 x 4
-/// tile, 16 AVX registers a 4-row triangle and 2 x 4 rectangles, and
+/// `out` holds garbage and the caller takes the exact kernel). Sub-tiles
+/// sized to the backend's register file: 32 registers (AVX-512) hold a
+/// 4 x 4 tile, 16 AVX registers a 4-row triangle and 2 x 4 rectangles, and
 /// with two registers per vector (SSE2, NEON) 2 x 2 pieces.
 #[inline(always)]
-pub fn portable(
+pub fn gram_tile(
     a: [&[f32]; 4],
     b: [&[f32]; 4],
     shape: Tile,
@@ -116,16 +51,25 @@ pub fn portable(
     }
 }
 
-/// `out[k] += alpha * x[k]`.
-pub fn axpy_f32(out: &mut [f32], alpha: f32, x: &[f32]) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if super::x86::axpy_f32(out, alpha, x) {
-        return;
-    }
-    portable_axpy(out, alpha, x)
+/// [`super::Element::gram_run`] for `f32`.
+pub fn gram_run(
+    a: [&[f32]; 4],
+    b: [&[f32]; 4],
+    shape: Tile,
+    len: usize,
+    fast: u64,
+    out: &mut [[f64; 4]; 4],
+) -> u64 {
+    super::run_blocks(a, b, shape, len, fast, out, gram_tile)
 }
 
-/// [`axpy_f32`] on the compile-time backend only.
-pub fn portable_axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
+/// [`super::Element::combine_rows`] for `f32`.
+pub fn combine(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
+    super::combine8::<f32x8>(out, rows, alpha, n, first)
+}
+
+/// `out[k] += alpha * x[k]`.
+#[cfg(test)]
+pub fn axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
     super::axpy8::<f32x8>(out, alpha, x)
 }
