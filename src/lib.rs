@@ -80,7 +80,7 @@ pub mod engine;
 mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
-pub mod kernels;
+mod kernels;
 mod layout;
 pub mod parallel;
 mod rng;

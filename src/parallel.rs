@@ -10,7 +10,7 @@
 //! build:
 //!
 //! - **Gram pass.** The serial engine ([`engine::accumulate_gram`]) sums one
-//!   partial Gram per aligned [`CHUNK`] of columns, in chunk order. The
+//!   partial Gram per aligned [`engine::CHUNK`] of columns, in chunk order. The
 //!   threaded pass gives each worker a contiguous run of chunks, each worker
 //!   writes every chunk's partial (computed by the same
 //!   `engine::accumulate_chunk`) into its own slot, and the calling thread
@@ -18,7 +18,7 @@
 //!   order, whatever the number of workers.
 //! - **Apply pass.** Every output coordinate is computed from that
 //!   coordinate alone, with coefficients that every worker shares. The
-//!   column ranges are cut at multiples of [`BLOCK`] from the start of the
+//!   column ranges are cut at multiples of the kernels' 256-column block from the start of the
 //!   segment that holds the cut, so each worker sees the same block grid as
 //!   the serial pass (the kernels round a multiply and an add in every lane
 //!   and in the tail alike, so this is a safeguard rather than a need).

@@ -17,7 +17,7 @@
 //! that involve them) takes the exact kernel, which accumulates in `f64`.
 //!
 //! The SIMD kernels are written once, over eight `f32` lanes (`lanes`),
-//! and compiled for the compile-time backend of `wide` ([`wide`]: SSE2 on a
+//! and compiled for the compile-time backend of `wide` (`wide.rs`: SSE2 on a
 //! default x86-64 build, NEON, AVX with `-C target-cpu=...`) and, on x86-64
 //! with `std`, for AVX and AVX-512VL registers selected at run time
 //! ([`x86`]). Each lane multiplies and then adds (no fused multiply-add), so
@@ -55,10 +55,55 @@ const FAST_SQ_MIN: f32 = 7.888_609e-31;
 const COEF_MIN: f64 = 7.888_609_052_210_118e-31;
 const COEF_MAX: f64 = 1.267_650_600_228_229_4e30;
 
+/// The kernel side of [`Element`], sealed: a public trait in a private
+/// module, so callers can neither name it nor implement [`Element`] for
+/// their own types, and its methods are not part of the crate's API.
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+    use super::{Kernels, Tile};
+
+    /// The kernels of an element type (`f32`, `f64`).
+    pub trait Sealed: Sized {
+        /// The Gram tile of `shape` over `len` columns, block by block: for
+        /// each block of [`super::BLOCK`] columns (the `k`-th from the start of the
+        /// slices), the block's products summed from zero, then added into
+        /// `out[r][c]` for the pairs of `shape`. Block `k` takes the narrow
+        /// `f32` lanes when bit `k` of `fast` is set and, on a diagonal tile,
+        /// its rows fit them; otherwise [`super::gram_tile_exact`]. Returns the blocks
+        /// (bits) that took the narrow lanes. Blocks past the 64th are exact.
+        /// The same arithmetic as one kernel call per block, without the
+        /// per-block call and dispatch.
+        fn gram_run(
+            k: Kernels,
+            a: [&[Self]; 4],
+            b: [&[Self]; 4],
+            shape: Tile,
+            len: usize,
+            fast: u64,
+            out: &mut [[f64; 4]; 4],
+        ) -> u64;
+        /// `out[k] = s + sum_{r < n} alpha[r] * rows[r][k]` (a multiply, then
+        /// an add, term by term in order of `r`), with `s` zero when `first`,
+        /// else `out[k]`: bitwise a fill with zeros (when `first`) and `n`
+        /// axpys, one read of each row and one write of `out`.
+        fn combine_rows(
+            k: Kernels,
+            out: &mut [Self],
+            rows: [&[Self]; 4],
+            alpha: [Self; 4],
+            n: usize,
+            first: bool,
+        );
+        /// Whether an apply coefficient is safe in this precision.
+        fn coef_fits(alpha: f64) -> bool;
+        /// The Gram pass without SIMD (Cortex-M), one pair of row blocks at a
+        /// time: the sum of products of `x` and `y` (one block, at most
+        /// [`super::BLOCK`] columns), bitwise the entry the scalar tile gives the pair
+        /// ([`super::scalar::gram_tile_f32`] from zero when `fast`, else
+        /// [`super::gram_tile_exact`]).
+        fn pair_sum(x: &[Self], y: &[Self], fast: bool) -> f64;
+        /// Whether a row block may take the narrow `f32` lanes (never in `f64`).
+        fn block_fits(x: &[Self]) -> bool;
+    }
 }
 
 /// A gradient element type: `f32` (the fast path) or `f64`.
@@ -69,51 +114,6 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// Round from `f64`.
     fn from_f64(v: f64) -> Self;
-    /// The Gram tile of `shape` over `len` columns, block by block: for
-    /// each block of [`BLOCK`] columns (the `k`-th from the start of the
-    /// slices), the block's products summed from zero, then added into
-    /// `out[r][c]` for the pairs of `shape`. Block `k` takes the narrow
-    /// `f32` lanes when bit `k` of `fast` is set and, on a diagonal tile,
-    /// its rows fit them; otherwise [`gram_tile_exact`]. Returns the blocks
-    /// (bits) that took the narrow lanes. Blocks past the 64th are exact.
-    /// The same arithmetic as one kernel call per block, without the
-    /// per-block call and dispatch.
-    #[doc(hidden)]
-    fn gram_run(
-        k: Kernels,
-        a: [&[Self]; 4],
-        b: [&[Self]; 4],
-        shape: Tile,
-        len: usize,
-        fast: u64,
-        out: &mut [[f64; 4]; 4],
-    ) -> u64;
-    /// `out[k] = s + sum_{r < n} alpha[r] * rows[r][k]` (a multiply, then
-    /// an add, term by term in order of `r`), with `s` zero when `first`,
-    /// else `out[k]`: bitwise a fill with zeros (when `first`) and `n`
-    /// axpys, one read of each row and one write of `out`.
-    #[doc(hidden)]
-    fn combine_rows(
-        k: Kernels,
-        out: &mut [Self],
-        rows: [&[Self]; 4],
-        alpha: [Self; 4],
-        n: usize,
-        first: bool,
-    );
-    /// Whether an apply coefficient is safe in this precision.
-    #[doc(hidden)]
-    fn coef_fits(alpha: f64) -> bool;
-    /// The Gram pass without SIMD (Cortex-M), one pair of row blocks at a
-    /// time: the sum of products of `x` and `y` (one block, at most
-    /// [`BLOCK`] columns), bitwise the entry the scalar tile gives the pair
-    /// ([`scalar::gram_tile_f32`] from zero when `fast`, else
-    /// [`gram_tile_exact`]).
-    #[doc(hidden)]
-    fn pair_sum(x: &[Self], y: &[Self], fast: bool) -> f64;
-    /// Whether a row block may take the narrow `f32` lanes (never in `f64`).
-    #[doc(hidden)]
-    fn block_fits(x: &[Self]) -> bool;
 }
 
 /// Which pairs of a 4 x 4 row tile the Gram kernels compute: rows
@@ -162,10 +162,10 @@ pub const SIMD: bool = cfg!(all(
 /// An instruction set the SIMD kernels are compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
-    /// The compile-time backend of the `wide` crate ([`wide`]: SSE2 on a
+    /// The compile-time backend of the `wide` crate (`wide.rs`: SSE2 on a
     /// default x86-64 build, AVX with `-C target-cpu=...`, NEON, ...).
     Portable,
-    /// AVX, 16 vector registers, selected at run time ([`x86`]).
+    /// AVX, 16 vector registers, selected at run time (`x86.rs`).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     Avx,
     /// AVX-512VL: AVX vectors in 32 registers, selected at run time.
@@ -306,6 +306,9 @@ impl Element for f32 {
     fn from_f64(v: f64) -> Self {
         v as f32
     }
+}
+
+impl sealed::Sealed for f32 {
     #[inline]
     fn gram_run(
         k: Kernels,
@@ -365,6 +368,9 @@ impl Element for f64 {
     fn from_f64(v: f64) -> Self {
         v
     }
+}
+
+impl sealed::Sealed for f64 {
     #[inline]
     fn gram_run(
         _k: Kernels,

@@ -1,3 +1,4 @@
+use super::sealed::Sealed;
 use super::*;
 extern crate std;
 
