@@ -1,5 +1,5 @@
 //! The roofline benchmark: how close the one-call path comes to the physical
-//! limit of two streaming passes over the T x N gradients (DESIGN section 7).
+//! limit of two streaming passes over the T x N gradients (docs/architecture.md, "Measuring").
 //!
 //! ```sh
 //! cargo run --release --features parallel --example roofline             # full grid

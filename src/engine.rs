@@ -1,4 +1,4 @@
-//! The three phases of the fast algorithm (DESIGN section 2), public so that
+//! The three phases of the fast algorithm (docs/architecture.md, section 2), public so that
 //! a caller can shard N across threads or machines:
 //!
 //! 1. [`accumulate_gram`]: one streaming read of the gradients over a
