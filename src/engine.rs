@@ -16,7 +16,7 @@
 //! the same PRNG state, and applies them to its own range.
 
 use crate::error::{Error, Result};
-use crate::kernels::{scalar, Element, Kernels, Tile, BLOCK, SIMD};
+use crate::kernels::{Element, Kernels, Tile, BLOCK, SIMD};
 use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
 use crate::rng::Rng;
 
@@ -25,11 +25,6 @@ use crate::rng::Rng;
 /// bitwise the same however the chunks are shared among threads (and
 /// however a range is split, when the split points are multiples of CHUNK).
 pub const CHUNK: usize = 8192;
-
-/// Columns per kernel call of the `f32` apply path when a segment has more
-/// than four task rows (the merged block, 8 KiB, stays in L1 between the
-/// groups of four rows).
-const APPLY_W: usize = 2048;
 
 /// Groups of four rows that may take the `f32` lanes in the Gram pass;
 /// later groups (more than 1024 tasks) always take the exact kernel. One
@@ -550,9 +545,12 @@ fn check_apply(layout: &Layout<'_>, coef: &Coefficients<'_>, lo: usize, hi: usiz
 }
 
 /// Phase 3, merged only: `merged[n - lo] = w(n) sum_j b_j g_j[n]` for n in
-/// `lo..hi`. `merged` must hold `hi - lo` values; `tile` must hold
-/// [`tile_len`] doubles (used only when a coefficient is out of the `f32`
-/// range, which sends the pass through `f64`).
+/// `lo..hi`, summed in `f64` (in order of j, over the tasks with a
+/// gradient there and b_j != 0) and rounded once: bitwise the merged output
+/// of [`apply_projected`], and free of overflow that the exact result does
+/// not have. `merged` must hold `hi - lo` values; `tile` must hold
+/// [`tile_len`] doubles (scratch for the sums when more than four tasks
+/// take part).
 pub fn apply_merged<F: Element, G: Gradients<F>>(
     grads: &G,
     coef: &Coefficients<'_>,
@@ -595,57 +593,49 @@ pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
         return Err(Error::WorkspaceTooSmall);
     }
     let t = layout.tasks();
-    let fits = coef
-        .b
-        .iter()
-        .all(|&b| F::coef_fits(b) && F::coef_fits(b / t as f64));
+    // The f64 sums of a column block when more than four rows take part
+    // (the kernel adds four rows per call).
+    let acc = &mut tile[..tile_len(t)?];
     for seg in layout.pieces(lo, hi) {
         let w = weight(&layout, seg.index, reduction);
-        if fits && !SIMD {
-            // Without SIMD: a fill and one axpy per row over the piece,
-            // bitwise the grouped kernel calls below.
-            if let Some(out) = merged.get_mut(seg.start - lo..seg.end - lo) {
+        // The rows that take part: those with a gradient on the segment and
+        // a non-zero coefficient (as the projected path skips them, so the
+        // two merged outputs are bitwise equal).
+        let used = |j: usize| layout.has_grad(j, seg.index) && at(coef.b, j) != 0.0;
+        let group = |from: usize| {
+            let (mut idx, mut n, mut j) = ([0usize; 4], 0, from);
+            while j < t && n < 4 {
+                if used(j) {
+                    idx[n] = j;
+                    n += 1;
+                }
+                j += 1;
+            }
+            (idx, n, j)
+        };
+        let rows = (0..t).filter(|&j| used(j)).count();
+        // One kernel call over the whole piece when one group holds every
+        // row (one write of `merged`), else column blocks that `acc` holds.
+        let step = if rows <= 4 { seg.len() } else { acc.len() };
+        for piece in seg.blocks(step) {
+            let out = &mut merged[piece.start - lo..piece.end - lo];
+            let (mut g, mut first) = (group(0), true);
+            if g.1 == 0 {
                 out.fill(F::zero());
-                for j in (0..t).filter(|&j| layout.has_grad(j, seg.index)) {
-                    let alpha = F::from_f64(at(coef.b, j) * w);
-                    scalar::axpy(out, alpha, grads.values(j, &seg));
-                }
+                continue;
             }
-        } else if fits {
-            // Groups of four rows per kernel call, each call over the whole
-            // piece when one group holds every row (one write of `merged`),
-            // else over L1-sized column blocks.
-            let rows = (0..t).filter(|&j| layout.has_grad(j, seg.index)).count();
-            let step = if rows <= 4 { seg.len() } else { APPLY_W };
-            for piece in seg.blocks(step) {
-                let out = &mut merged[piece.start - lo..piece.end - lo];
-                let (mut ta, mut first) = (0, true);
-                loop {
-                    let (ia, na, next) = layout.group_of_four(seg.index, ta);
-                    if na == 0 {
-                        break;
-                    }
-                    let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
-                    let x = j.map(|j| grads.values(j, &piece));
-                    let alpha = j.map(|j| F::from_f64(coef.b[j] * w));
-                    F::combine_rows(k, out, x, alpha, na, first);
-                    ta = next;
-                    first = false;
+            loop {
+                let (ia, na, next) = g;
+                let after = group(next);
+                let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
+                let x = j.map(|j| grads.values(j, &piece));
+                let c = j.map(|j| at(coef.b, j));
+                let last = (after.1 == 0).then_some(w);
+                F::merge_rows(k, out, acc, x, c, na, first, last);
+                if last.is_some() {
+                    break;
                 }
-                if first {
-                    out.fill(F::zero());
-                }
-            }
-        } else {
-            for piece in seg.blocks(TILE_W) {
-                let (rows, acc) = load_tile(grads, &piece, tile);
-                merged_from_tile(
-                    rows,
-                    coef.b,
-                    w,
-                    acc,
-                    &mut merged[piece.start - lo..piece.end - lo],
-                );
+                (g, first) = (after, false);
             }
         }
     }
@@ -750,7 +740,7 @@ fn combine(rows: &[f64], coef: &[f64], acc: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::gram_tile_exact;
+    use crate::kernels::{gram_tile_exact, scalar};
     use crate::layout::Flat;
 
     /// The Gram of a chunk as one scalar tile call per block and group of

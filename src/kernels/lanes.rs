@@ -1,5 +1,5 @@
-//! The `Lanes8` kernels, written once: the Gram tile and the apply kernels
-//! over eight `f32` lanes, compiled for each backend (`wide`, `x86`).
+//! The `Lanes8` kernels, written once: the Gram tile over eight `f32`
+//! lanes and the merged apply kernel over eight `f64` lanes, compiled for each backend (`wide`, `x86`).
 
 use super::{Tile, FAST_MAX, FAST_SQ_MAX, FAST_SQ_MIN};
 
@@ -12,10 +12,22 @@ use super::{Tile, FAST_MAX, FAST_SQ_MAX, FAST_SQ_MIN};
 pub(super) trait Lanes8: Copy {
     fn zero() -> Self;
     fn load(x: &[f32; 8]) -> Self;
-    fn splat(x: f32) -> Self;
     /// `acc + self * b`, rounded twice.
     fn mul_add2(self, b: Self, acc: Self) -> Self;
     fn to_array(self) -> [f32; 8];
+    /// Eight `f64` lanes, for the apply pass.
+    type D: Copy;
+    /// The lanes widened to `f64` (exact).
+    fn widen(self) -> Self::D;
+    fn dzero() -> Self::D;
+    fn dsplat(x: f64) -> Self::D;
+    fn dload(x: &[f64; 8]) -> Self::D;
+    fn dstore(d: Self::D) -> [f64; 8];
+    /// `acc + x * c`, rounded twice.
+    fn dmul_add(x: Self::D, c: Self::D, acc: Self::D) -> Self::D;
+    fn dmul(x: Self::D, c: Self::D) -> Self::D;
+    /// Each lane rounded to the nearest `f32` (as `as f32`).
+    fn narrow(d: Self::D) -> [f32; 8];
 }
 
 /// Columns per SIMD step (the lanes of [`Lanes8`]).
@@ -238,78 +250,79 @@ pub(super) fn tile<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
     ok
 }
 
-/// `out[k] += alpha * x[k]` over `len` columns.
-#[inline(always)]
-#[cfg(test)]
-pub(super) fn axpy8<V: Lanes8>(out: &mut [f32], alpha: f32, x: &[f32]) {
-    let len = out.len().min(x.len());
-    let n = len / W;
-    let (co, to) = out[..len].as_chunks_mut::<W>();
-    let (cx, tx) = x[..len].as_chunks::<W>();
-    let va = V::splat(alpha);
-    for (o, v) in co[..n].iter_mut().zip(&cx[..n]) {
-        *o = V::load(v).mul_add2(va, V::load(o)).to_array();
-    }
-    for (o, &v) in to.iter_mut().zip(tx) {
-        *o += v * alpha;
-    }
-}
-
-/// [`super::Element::combine_rows`] on `R` rows.
+/// [`super::sealed::Sealed::merge_rows`] on `R` rows: per column,
+/// `s = (first ? 0 : acc) + coef[0] x_0 + ... + coef[R-1] x_{R-1}` in `f64`
+/// (each term a multiply, then an add, in order), then `out = f32(s * w)`
+/// when `last` is `Some(w)`, else `acc = s`.
 #[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
 #[inline(always)]
-fn rows8<V: Lanes8, const R: usize>(
+fn merge_n<V: Lanes8, const R: usize>(
     out: &mut [f32],
+    acc: &mut [f64],
     rows: [&[f32]; 4],
-    alpha: [f32; 4],
+    coef: [f64; 4],
     first: bool,
+    last: Option<f64>,
 ) {
     let len = rows[..R].iter().fold(out.len(), |m, r| m.min(r.len()));
-    let (head, rest) = out.split_at_mut(len);
-    if first {
-        rest.fill(0.0);
-    }
-    let (co, to) = head.as_chunks_mut::<W>();
+    let keep = !(first && last.is_some());
+    let len = if keep { len.min(acc.len()) } else { len };
+    let (co, to) = out[..len].as_chunks_mut::<W>();
     let n = co.len();
+    let (ca, ta) = if keep {
+        acc[..len].as_chunks_mut::<W>()
+    } else {
+        (&mut [][..], &mut [][..])
+    };
     let mut cx: [&[[f32; W]]; R] = [&[]; R];
     for (r, x) in cx.iter_mut().enumerate() {
         *x = &rows[r][..len].as_chunks::<W>().0[..n];
     }
-    let mut va = [V::zero(); R];
+    let mut vc = [V::dsplat(0.0); R];
     for r in 0..R {
-        va[r] = V::splat(alpha[r]);
+        vc[r] = V::dsplat(coef[r]);
     }
-    for (k, o) in co.iter_mut().enumerate() {
-        let mut acc = if first { V::zero() } else { V::load(o) };
+    let w = last.unwrap_or(1.0);
+    let vw = V::dsplat(w);
+    for k in 0..n {
+        let mut s = if first { V::dzero() } else { V::dload(&ca[k]) };
         for r in 0..R {
-            acc = V::load(&cx[r][k]).mul_add2(va[r], acc);
+            s = V::dmul_add(V::load(&cx[r][k]).widen(), vc[r], s);
         }
-        *o = acc.to_array();
+        if last.is_some() {
+            co[k] = V::narrow(V::dmul(s, vw));
+        } else {
+            ca[k] = V::dstore(s);
+        }
     }
-    for (k, o) in to.iter_mut().enumerate() {
-        let mut v = if first { 0.0 } else { *o };
+    for k in 0..to.len() {
+        let mut s = if first { 0.0 } else { ta[k] };
         for r in 0..R {
-            v += rows[r][n * W + k] * alpha[r];
+            s += f64::from(rows[r][n * W + k]) * coef[r];
         }
-        *o = v;
+        if last.is_some() {
+            to[k] = (s * w) as f32;
+        } else {
+            ta[k] = s;
+        }
     }
 }
 
-/// [`super::Element::combine_rows`] on [`Lanes8`].
+/// [`super::sealed::Sealed::merge_rows`] on [`Lanes8`], for 1 to 4 rows.
 #[inline(always)]
-pub(super) fn combine8<V: Lanes8>(
+pub(super) fn merge8<V: Lanes8>(
     out: &mut [f32],
+    acc: &mut [f64],
     rows: [&[f32]; 4],
-    alpha: [f32; 4],
+    coef: [f64; 4],
     n: usize,
     first: bool,
+    last: Option<f64>,
 ) {
     match n {
-        0 if first => out.fill(0.0),
-        0 => {}
-        1 => rows8::<V, 1>(out, rows, alpha, first),
-        2 => rows8::<V, 2>(out, rows, alpha, first),
-        3 => rows8::<V, 3>(out, rows, alpha, first),
-        _ => rows8::<V, 4>(out, rows, alpha, first),
+        0 | 1 => merge_n::<V, 1>(out, acc, rows, coef, first, last),
+        2 => merge_n::<V, 2>(out, acc, rows, coef, first, last),
+        3 => merge_n::<V, 3>(out, acc, rows, coef, first, last),
+        _ => merge_n::<V, 4>(out, acc, rows, coef, first, last),
     }
 }

@@ -26,7 +26,7 @@
 //!
 //! Which instruction set runs is a [`Kernels`] value, passed down by the
 //! passes and dispatched in one place (`Kernels::gram_run`,
-//! `Kernels::combine`; a safety note on each arm). The public entry
+//! `Kernels::merge`; a safety note on each arm). The public entry
 //! points take [`Kernels::best`]; the tests and benches pass each
 //! instruction set explicitly. The detected-CPU cache behind
 //! [`Kernels::best`] is the library's only mutable global state.
@@ -50,10 +50,6 @@ const FAST_SQ_MAX: f32 = 1.267_650_6e30;
 /// Smallest non-zero sum of squares of a row for the `f32` Gram lanes
 /// (2^-100).
 const FAST_SQ_MIN: f32 = 7.888_609e-31;
-/// Coefficients outside [2^-100, 2^100] (other than zero) make the apply
-/// pass use `f64` arithmetic.
-const COEF_MIN: f64 = 7.888_609_052_210_118e-31;
-const COEF_MAX: f64 = 1.267_650_600_228_229_4e30;
 
 /// The kernel side of [`Element`], sealed: a public trait in a private
 /// module, so callers can neither name it nor implement [`Element`] for
@@ -81,20 +77,25 @@ mod sealed {
             fast: u64,
             out: &mut [[f64; 4]; 4],
         ) -> u64;
-        /// `out[k] = s + sum_{r < n} alpha[r] * rows[r][k]` (a multiply, then
-        /// an add, term by term in order of `r`), with `s` zero when `first`,
-        /// else `out[k]`: bitwise a fill with zeros (when `first`) and `n`
-        /// axpys, one read of each row and one write of `out`.
-        fn combine_rows(
+        /// The merged apply kernel over `n` (1 to 4) rows: per column `c`,
+        /// `s = (first ? 0 : acc[c]) + sum_{r < n} rows[r][c] * coef[r]` in
+        /// `f64` (a multiply, then an add, term by term in order of `r`),
+        /// then `out[c] = round(s * w)` when `last` is `Some(w)`, else
+        /// `acc[c] = s` (`acc` is not touched when `first` and `last`).
+        /// Exact products and one rounding per term: no overflow that the
+        /// exact sum does not have, and bitwise the projected path's merged
+        /// output for the same terms in the same order.
+        #[allow(clippy::too_many_arguments)]
+        fn merge_rows(
             k: Kernels,
             out: &mut [Self],
+            acc: &mut [f64],
             rows: [&[Self]; 4],
-            alpha: [Self; 4],
+            coef: [f64; 4],
             n: usize,
             first: bool,
+            last: Option<f64>,
         );
-        /// Whether an apply coefficient is safe in this precision.
-        fn coef_fits(alpha: f64) -> bool;
         /// The Gram pass without SIMD (Cortex-M), one pair of row blocks at a
         /// time: the sum of products of `x` and `y` (one block, at most
         /// [`super::BLOCK`] columns), bitwise the entry the scalar tile gives the pair
@@ -240,23 +241,27 @@ impl Kernels {
         }
     }
 
-    /// The one dispatch point of [`Element::combine_rows`] for `f32`.
-    #[allow(unsafe_code)]
+    /// The one dispatch point of the merged apply kernel for `f32`.
+    #[allow(unsafe_code, clippy::too_many_arguments)]
     #[inline]
-    pub(crate) fn combine(
+    pub(crate) fn merge(
         self,
         out: &mut [f32],
+        acc: &mut [f64],
         rows: [&[f32]; 4],
-        alpha: [f32; 4],
+        coef: [f64; 4],
         n: usize,
         first: bool,
+        last: Option<f64>,
     ) {
         match self.0 {
-            Isa::Portable => wide::combine(out, rows, alpha, n, first),
+            Isa::Portable => wide::merge(out, acc, rows, coef, n, first, last),
             // SAFETY: a `Kernels` holding `Isa::Avx` or `Isa::Avx512`
             // exists only after `x86::detected` found AVX on this CPU.
             #[cfg(all(feature = "std", target_arch = "x86_64"))]
-            Isa::Avx | Isa::Avx512 => unsafe { x86::combine_avx(out, rows, alpha, n, first) },
+            Isa::Avx | Isa::Avx512 => unsafe {
+                x86::merge_avx(out, acc, rows, coef, n, first, last)
+            },
         }
     }
 
@@ -281,18 +286,6 @@ impl Kernels {
             // AVX.
             #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Isa::Avx512 => unsafe { x86::gram_tile_avx512(a, b, shape, len, out) },
-        }
-    }
-
-    /// `out[k] += alpha * x[k]`, for the kernel tests.
-    #[cfg(test)]
-    #[allow(unsafe_code)]
-    pub(crate) fn axpy(self, out: &mut [f32], alpha: f32, x: &[f32]) {
-        match self.0 {
-            Isa::Portable => wide::axpy(out, alpha, x),
-            // SAFETY: as in `combine`, the CPU has AVX.
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
-            Isa::Avx | Isa::Avx512 => unsafe { x86::axpy_avx(out, alpha, x) },
         }
     }
 }
@@ -326,24 +319,21 @@ impl sealed::Sealed for f32 {
         }
     }
     #[inline]
-    fn combine_rows(
+    fn merge_rows(
         k: Kernels,
         out: &mut [f32],
+        acc: &mut [f64],
         rows: [&[f32]; 4],
-        alpha: [f32; 4],
+        coef: [f64; 4],
         n: usize,
         first: bool,
+        last: Option<f64>,
     ) {
         if SIMD {
-            k.combine(out, rows, alpha, n, first)
+            k.merge(out, acc, rows, coef, n, first, last)
         } else {
-            scalar::combine(out, rows, alpha, n, first)
+            scalar::merge_rows(out, acc, rows, coef, n, first, last)
         }
-    }
-    #[inline]
-    fn coef_fits(alpha: f64) -> bool {
-        let m = alpha.abs();
-        m == 0.0 || (COEF_MIN..=COEF_MAX).contains(&m)
     }
     #[inline]
     fn pair_sum(x: &[f32], y: &[f32], fast: bool) -> f64 {
@@ -385,19 +375,17 @@ impl sealed::Sealed for f64 {
         run_blocks(a, b, shape, len, 0, out, |_, _, _, _, _| false)
     }
     #[inline]
-    fn combine_rows(
+    fn merge_rows(
         _k: Kernels,
         out: &mut [f64],
+        acc: &mut [f64],
         rows: [&[f64]; 4],
-        alpha: [f64; 4],
+        coef: [f64; 4],
         n: usize,
         first: bool,
+        last: Option<f64>,
     ) {
-        scalar::combine(out, rows, alpha, n, first)
-    }
-    #[inline]
-    fn coef_fits(alpha: f64) -> bool {
-        alpha.is_finite()
+        scalar::merge_rows(out, acc, rows, coef, n, first, last)
     }
     #[inline]
     fn pair_sum(x: &[f64], y: &[f64], _fast: bool) -> f64 {
@@ -498,9 +486,7 @@ fn run_blocks<F: Element>(
 pub mod scalar;
 
 mod lanes;
-#[cfg(test)]
-use lanes::axpy8;
-use lanes::{combine8, tile, Lanes8};
+use lanes::{merge8, tile, Lanes8};
 
 pub mod wide;
 

@@ -95,28 +95,32 @@ pub fn fast_range_f32(row: &[f32]) -> bool {
     m == 0.0 || (super::FAST_MIN..=super::FAST_MAX).contains(&m)
 }
 
-/// `out[k] += alpha * x[k]` (bitwise as the SIMD form: a multiply,
-/// then an add).
-pub fn axpy<F: super::Element>(out: &mut [F], alpha: F, x: &[F]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = *o + v * alpha;
-    }
-}
-
-/// [`super::Element::combine_rows`]: a fill with zeros (when `first`),
-/// then one [`axpy`] per row.
-pub fn combine<F: super::Element>(
+/// [`super::sealed::Sealed::merge_rows`] one column at a time, for any
+/// element type: the same `f64` arithmetic, in the same order, as the SIMD
+/// form.
+#[allow(clippy::too_many_arguments)]
+pub fn merge_rows<F: super::Element>(
     out: &mut [F],
+    acc: &mut [f64],
     rows: [&[F]; 4],
-    alpha: [F; 4],
+    coef: [f64; 4],
     n: usize,
     first: bool,
+    last: Option<f64>,
 ) {
-    if first {
-        out.fill(F::zero());
-    }
-    for (x, &a) in rows.iter().zip(&alpha).take(n) {
-        axpy(out, a, x);
+    let n = n.clamp(1, 4);
+    let len = rows[..n].iter().fold(out.len(), |m, r| m.min(r.len()));
+    let keep = !(first && last.is_some());
+    let len = if keep { len.min(acc.len()) } else { len };
+    for c in 0..len {
+        let mut s = if first { 0.0 } else { acc[c] };
+        for r in 0..n {
+            s += rows[r][c].to_f64() * coef[r];
+        }
+        match last {
+            Some(w) => out[c] = F::from_f64(s * w),
+            None => acc[c] = s,
+        }
     }
 }
 

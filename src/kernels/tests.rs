@@ -77,20 +77,6 @@ fn tile_shapes_compute_exactly_their_pairs() {
     }
 }
 
-#[test]
-fn axpy_twins_agree() {
-    let m = rows(3, 300);
-    for len in [0usize, 5, 8, 299] {
-        let mut o1 = m[0];
-        let mut o2 = m[0];
-        wide::axpy(&mut o1[..len], 0.75, &m[1][..len]);
-        scalar::axpy(&mut o2[..len], 0.75, &m[1][..len]);
-        for k in 0..len {
-            assert!((o1[k] - o2[k]).abs() <= 1e-6);
-        }
-    }
-}
-
 /// The diagonal tile tells, in both twins, whether its rows fit the
 /// `f32` lanes: ordinary and zero rows do, rows with a huge, NaN or
 /// infinite value or only tiny values do not.
@@ -137,8 +123,7 @@ fn diagonal_tiles_check_the_row_range() {
     }
 }
 
-/// The kernels `k` give bitwise the compile-time backend's Gram tiles and
-/// axpy.
+/// The kernels `k` give bitwise the compile-time backend's Gram tiles.
 fn tiles_are_bitwise_the_portable_ones(k: Kernels) {
     let m = rows(23, 300);
     for len in [1usize, 8, 13, 100, 256] {
@@ -153,18 +138,16 @@ fn tiles_are_bitwise_the_portable_ones(k: Kernels) {
                 "{k:?} {shape:?} {len}"
             );
         }
-        let (mut o1, mut o2) = (m[0], m[0]);
-        k.axpy(&mut o1[..len], 0.3, &m[1][..len]);
-        wide::axpy(&mut o2[..len], 0.3, &m[1][..len]);
-        assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
     }
 }
 
 /// One `gram_run` over many blocks is bitwise one tile call per block
 /// (the exact kernel where the fast one may not run or a diagonal
 /// block's rows do not fit), added in block order, on every run-time
-/// level and in the scalar twin; `combine_rows` is bitwise a fill and
-/// one axpy per row. On the kernels `k` (and the portable and scalar ones).
+/// level and in the scalar twin; the merged apply kernel is bitwise its
+/// scalar twin, one call over many rows bitwise the calls of four rows
+/// through the `f64` sums, and free of the overflow of the `f32` terms. On
+/// the kernels `k` (and the portable and scalar ones).
 fn runs_are_bitwise_one_call_per_block(k: Kernels) {
     let len = 5 * BLOCK + 13;
     let mut m = [[0.0f32; 5 * BLOCK + 13]; 8];
@@ -238,55 +221,66 @@ fn runs_are_bitwise_one_call_per_block(k: Kernels) {
             }
         }
     }
-    for n in 0..=4 {
+    type Run<'f> = &'f dyn Fn(&mut [f32], &mut [f64]);
+    let coef = [0.3, -1.7, 2.5e-3, 9.0];
+    for n in 1..=4 {
         for first in [true, false] {
-            for l in [0usize, 7, 8, 300, len] {
-                let rows = [0, 1, 2, 3].map(|r| &m[r + 2][..l]);
-                let alpha = [0.3, -1.7, 2.5e-3, 9.0];
-                let mut want = m[0];
-                scalar::combine(&mut want[..l], rows, alpha, n, first);
-                let mut got = m[0];
-                wide::combine(&mut got[..l], rows, alpha, n, first);
-                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{n} {l}");
-                let mut got = m[0];
-                k.combine(&mut got[..l], rows, alpha, n, first);
-                assert_eq!(
-                    got.map(f32::to_bits),
-                    want.map(f32::to_bits),
-                    "{k:?} {n} {l}"
-                );
-                let mut got = m[0];
-                f32::combine_rows(k, &mut got[..l], rows, alpha, n, first);
-                assert_eq!(
-                    got.map(f32::to_bits),
-                    want.map(f32::to_bits),
-                    "{k:?} {n} {l}"
-                );
+            for last in [None, Some(0.25), Some(1.0)] {
+                for l in [0usize, 7, 8, 300, len] {
+                    let rows = [0, 1, 2, 3].map(|r| &m[r + 2][..l]);
+                    let mut acc0 = [0.0f64; 5 * BLOCK + 13];
+                    for (c, a) in acc0.iter_mut().enumerate() {
+                        *a = f64::from(m[1][c]) * 3.0;
+                    }
+                    let (mut want, mut want_acc) = (m[0], acc0);
+                    scalar::merge_rows(&mut want[..l], &mut want_acc, rows, coef, n, first, last);
+                    let runs: [Run; 3] = [
+                        &|o, a| wide::merge(o, a, rows, coef, n, first, last),
+                        &|o, a| k.merge(o, a, rows, coef, n, first, last),
+                        &|o, a| f32::merge_rows(k, o, a, rows, coef, n, first, last),
+                    ];
+                    for run in runs {
+                        let (mut got, mut got_acc) = (m[0], acc0);
+                        run(&mut got[..l], &mut got_acc);
+                        assert_eq!(
+                            got.map(f32::to_bits),
+                            want.map(f32::to_bits),
+                            "{k:?} {n} {l}"
+                        );
+                        assert_eq!(
+                            got_acc.map(f64::to_bits),
+                            want_acc.map(f64::to_bits),
+                            "{k:?} {n} {l}"
+                        );
+                    }
+                    // The scalar twin is the definition, column by column.
+                    for c in 0..l {
+                        let mut s = if first { 0.0 } else { acc0[c] };
+                        for r in 0..n {
+                            s += f64::from(rows[r][c]) * coef[r];
+                        }
+                        match last {
+                            Some(w) => assert_eq!(want[c].to_bits(), ((s * w) as f32).to_bits()),
+                            None => assert_eq!(want_acc[c].to_bits(), s.to_bits()),
+                        }
+                    }
+                }
             }
         }
     }
-}
-
-/// The SIMD axpy is bitwise the scalar twin's.
-#[test]
-fn axpy_twins_are_bitwise_equal() {
-    let m = rows(5, 300);
-    for len in [0usize, 5, 8, 299] {
-        let (mut o1, mut o2) = (m[0], m[0]);
-        wide::axpy(&mut o1[..len], -1.7, &m[2][..len]);
-        scalar::axpy(&mut o2[..len], -1.7, &m[2][..len]);
-        assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
-    }
-}
-
-#[test]
-fn fast_range_rejects_extremes() {
-    assert!(scalar::fast_range_f32(&[0.0, 0.0]));
-    assert!(scalar::fast_range_f32(&[1.0, -3.0]));
-    assert!(!scalar::fast_range_f32(&[1e30, 1.0]));
-    assert!(!scalar::fast_range_f32(&[1e-30, 0.0]));
-    assert!(!scalar::fast_range_f32(&[f32::NAN, 1.0]));
-    assert!(!scalar::fast_range_f32(&[f32::INFINITY]));
+    // Terms that overflow f32 but whose sum does not.
+    let (x, y) = ([3e38f32; 9], [-3e38f32; 9]);
+    let mut out = [1.0f32; 9];
+    k.merge(
+        &mut out,
+        &mut [],
+        [&x, &y, &x, &x],
+        [2.0, 2.0, 0.0, 0.0],
+        2,
+        true,
+        Some(1.0),
+    );
+    assert_eq!(out, [0.0; 9], "{k:?}");
 }
 
 /// The checks of one instruction set: bitwise the portable tiles, and one

@@ -3,7 +3,7 @@
 //! kernels of [`super::Isa::Portable`].
 
 use super::{Lanes8, Tile};
-use ::wide::f32x8;
+use ::wide::{f32x8, f64x4};
 
 impl Lanes8 for f32x8 {
     #[inline(always)]
@@ -15,16 +15,54 @@ impl Lanes8 for f32x8 {
         f32x8::from(*x)
     }
     #[inline(always)]
-    fn splat(x: f32) -> Self {
-        f32x8::splat(x)
-    }
-    #[inline(always)]
     fn mul_add2(self, b: Self, acc: Self) -> Self {
         acc + self * b
     }
     #[inline(always)]
     fn to_array(self) -> [f32; 8] {
         f32x8::to_array(self)
+    }
+    type D = [f64x4; 2];
+    #[inline(always)]
+    fn widen(self) -> Self::D {
+        let a = f32x8::to_array(self).map(f64::from);
+        [
+            f64x4::from([a[0], a[1], a[2], a[3]]),
+            f64x4::from([a[4], a[5], a[6], a[7]]),
+        ]
+    }
+    #[inline(always)]
+    fn dzero() -> Self::D {
+        [f64x4::ZERO; 2]
+    }
+    #[inline(always)]
+    fn dsplat(x: f64) -> Self::D {
+        [f64x4::splat(x); 2]
+    }
+    #[inline(always)]
+    fn dload(x: &[f64; 8]) -> Self::D {
+        [
+            f64x4::from([x[0], x[1], x[2], x[3]]),
+            f64x4::from([x[4], x[5], x[6], x[7]]),
+        ]
+    }
+    #[inline(always)]
+    fn dstore(d: Self::D) -> [f64; 8] {
+        let (a, b) = (d[0].to_array(), d[1].to_array());
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+    #[inline(always)]
+    fn dmul_add(x: Self::D, c: Self::D, acc: Self::D) -> Self::D {
+        [acc[0] + x[0] * c[0], acc[1] + x[1] * c[1]]
+    }
+    #[inline(always)]
+    fn dmul(x: Self::D, c: Self::D) -> Self::D {
+        [x[0] * c[0], x[1] * c[1]]
+    }
+    #[inline(always)]
+    fn narrow(d: Self::D) -> [f32; 8] {
+        let (a, b) = (d[0].to_array(), d[1].to_array());
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]].map(|v| v as f32)
     }
 }
 
@@ -63,13 +101,15 @@ pub fn gram_run(
     super::run_blocks(a, b, shape, len, fast, out, gram_tile)
 }
 
-/// [`super::Element::combine_rows`] for `f32`.
-pub fn combine(out: &mut [f32], rows: [&[f32]; 4], alpha: [f32; 4], n: usize, first: bool) {
-    super::combine8::<f32x8>(out, rows, alpha, n, first)
-}
-
-/// `out[k] += alpha * x[k]`.
-#[cfg(test)]
-pub fn axpy(out: &mut [f32], alpha: f32, x: &[f32]) {
-    super::axpy8::<f32x8>(out, alpha, x)
+/// [`super::sealed::Sealed::merge_rows`] for `f32`.
+pub fn merge(
+    out: &mut [f32],
+    acc: &mut [f64],
+    rows: [&[f32]; 4],
+    coef: [f64; 4],
+    n: usize,
+    first: bool,
+    last: Option<f64>,
+) {
+    super::merge8::<f32x8>(out, acc, rows, coef, n, first, last)
 }

@@ -12,8 +12,10 @@
 
 use super::{Isa, Lanes8, Tile};
 use core::arch::x86_64::{
-    __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
-    _mm256_storeu_ps,
+    __m256, __m256d, _mm256_add_pd, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtpd_ps,
+    _mm256_cvtps_pd, _mm256_extractf128_ps, _mm256_loadu_pd, _mm256_loadu_ps, _mm256_mul_pd,
+    _mm256_mul_ps, _mm256_set1_pd, _mm256_setzero_pd, _mm256_setzero_ps, _mm256_storeu_pd,
+    _mm256_storeu_ps, _mm_storeu_ps,
 };
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -66,11 +68,6 @@ impl Lanes8 for Avx {
         Avx(unsafe { _mm256_loadu_ps(x.as_ptr()) })
     }
     #[inline(always)]
-    fn splat(x: f32) -> Self {
-        // SAFETY: AVX is present.
-        Avx(unsafe { _mm256_set1_ps(x) })
-    }
-    #[inline(always)]
     fn mul_add2(self, b: Self, acc: Self) -> Self {
         // SAFETY: AVX is present.
         Avx(unsafe { _mm256_add_ps(acc.0, _mm256_mul_ps(self.0, b.0)) })
@@ -80,6 +77,75 @@ impl Lanes8 for Avx {
         let mut out = [0.0f32; 8];
         // SAFETY: `out` is 8 writable floats; AVX is present.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), self.0) };
+        out
+    }
+    type D = [__m256d; 2];
+    #[inline(always)]
+    fn widen(self) -> Self::D {
+        // SAFETY: AVX is present.
+        unsafe {
+            [
+                _mm256_cvtps_pd(_mm256_castps256_ps128(self.0)),
+                _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(self.0)),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn dzero() -> Self::D {
+        // SAFETY: AVX is present.
+        unsafe { [_mm256_setzero_pd(); 2] }
+    }
+    #[inline(always)]
+    fn dsplat(x: f64) -> Self::D {
+        // SAFETY: AVX is present.
+        unsafe { [_mm256_set1_pd(x); 2] }
+    }
+    #[inline(always)]
+    fn dload(x: &[f64; 8]) -> Self::D {
+        // SAFETY: `x` is 8 readable doubles (two runs of 4); AVX is present.
+        unsafe {
+            [
+                _mm256_loadu_pd(x.as_ptr()),
+                _mm256_loadu_pd(x[4..].as_ptr()),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn dstore(d: Self::D) -> [f64; 8] {
+        let mut out = [0.0f64; 8];
+        // SAFETY: `out` is 8 writable doubles (two runs of 4); AVX is
+        // present.
+        unsafe {
+            _mm256_storeu_pd(out.as_mut_ptr(), d[0]);
+            _mm256_storeu_pd(out[4..].as_mut_ptr(), d[1]);
+        }
+        out
+    }
+    #[inline(always)]
+    fn dmul_add(x: Self::D, c: Self::D, acc: Self::D) -> Self::D {
+        // SAFETY: AVX is present.
+        unsafe {
+            [
+                _mm256_add_pd(acc[0], _mm256_mul_pd(x[0], c[0])),
+                _mm256_add_pd(acc[1], _mm256_mul_pd(x[1], c[1])),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn dmul(x: Self::D, c: Self::D) -> Self::D {
+        // SAFETY: AVX is present.
+        unsafe { [_mm256_mul_pd(x[0], c[0]), _mm256_mul_pd(x[1], c[1])] }
+    }
+    #[inline(always)]
+    fn narrow(d: Self::D) -> [f32; 8] {
+        let mut out = [0.0f32; 8];
+        // SAFETY: `out` is 8 writable floats (two runs of 4); AVX is
+        // present. The conversion rounds to nearest (the default MXCSR
+        // mode), as `as f32` does.
+        unsafe {
+            _mm_storeu_ps(out.as_mut_ptr(), _mm256_cvtpd_ps(d[0]));
+            _mm_storeu_ps(out[4..].as_mut_ptr(), _mm256_cvtpd_ps(d[1]));
+        }
         out
     }
 }
@@ -108,13 +174,6 @@ pub(super) fn gram_tile_avx512(
     out: &mut [[f64; 4]; 4],
 ) -> bool {
     super::tile::<Avx, 4, 4, 4>(a, b, shape, len, out)
-}
-
-/// `out[k] += alpha * x[k]` on AVX.
-#[cfg(test)]
-#[target_feature(enable = "avx")]
-pub(super) fn axpy_avx(out: &mut [f32], alpha: f32, x: &[f32]) {
-    super::axpy8::<Avx>(out, alpha, x)
 }
 
 /// [`super::Element::gram_run`] on AVX.
@@ -147,15 +206,17 @@ pub(super) fn gram_run_avx512(
     })
 }
 
-/// [`super::Element::combine_rows`] on AVX (AVX-512 gains nothing here:
-/// the kernel holds one accumulator).
+/// [`super::sealed::Sealed::merge_rows`] on AVX (AVX-512 adds nothing
+/// here: the kernel holds a few accumulators).
 #[target_feature(enable = "avx")]
-pub(super) fn combine_avx(
+pub(super) fn merge_avx(
     out: &mut [f32],
+    acc: &mut [f64],
     rows: [&[f32]; 4],
-    alpha: [f32; 4],
+    coef: [f64; 4],
     n: usize,
     first: bool,
+    last: Option<f64>,
 ) {
-    super::combine8::<Avx>(out, rows, alpha, n, first)
+    super::merge8::<Avx>(out, acc, rows, coef, n, first, last)
 }
