@@ -14,8 +14,10 @@
 //! the serial merged path again on the compile-time kernels
 //! (`portable1`: the `wide` backend, SSE2 on a default x86-64 build,
 //! through the unstable `pcgrad::bench` module). Times are medians; each ratio is to the limit measured
-//! with the same thread count. The last line is the worst merged-path ratio over the cases with
-//! N >= 1e6 and T <= 8. Options: `--quick`, `--threads K` (default: all
+//! with the same thread count. The last lines are the worst merged-path ratio over the cases with
+//! N >= 1e6 and T <= 8, and the smallest dispatch gain over every row (the
+//! quick set has T = 16, where the run-time AVX-512 kernels once lost to
+//! the compile-time backend). Options: `--quick`, `--threads K` (default: all
 //! cores), `--llc-mib M` (the cache size that separates the regimes, 32).
 
 #[path = "../tests/common/direct.rs"]
@@ -108,7 +110,7 @@ fn main() {
     let threads = opt("--threads").unwrap_or(cores).max(1);
     let llc = opt("--llc-mib").unwrap_or(32) << 20;
     let (ts, ns): (&[usize], &[usize]) = if quick {
-        (&[2, 8], &[10_000, 1_000_000])
+        (&[2, 8, 16], &[10_000, 1_000_000])
     } else {
         (&[2, 4, 8, 16], &[10_000, 1_000_000, 10_000_000])
     };
@@ -144,6 +146,9 @@ fn main() {
     );
     let portable = Kernels::new(Isa::Portable).expect("the portable kernels run everywhere");
     let mut worst: Option<(f64, usize, usize)> = None;
+    // The smallest gain of the run-time kernels over the compile-time
+    // backend (portable1 / merged1): below 1 the dispatch loses.
+    let mut worst_gain: Option<(f64, usize, usize)> = None;
     for &t in ts {
         for &n in ns {
             let bytes = t * n * 4;
@@ -207,6 +212,10 @@ fn main() {
                     }
                 }
             }
+            let gain = m[6] / m[1];
+            if worst_gain.is_none_or(|w| gain < w.0) {
+                worst_gain = Some((gain, t, n));
+            }
             let ms = |s: f64| s * 1e3;
             println!(
                 "{:>3} {:>9} {:>8.1} {:>6} | {:>8.3} {:>8.3} {:>5.2} | {:>8.3} {:>8.3} {:>5.2} | {:>8.3} {:>5.2} | {:>9.3} {:>6.2} {:>6.1}x | {:>9.3} {:>5.2}",
@@ -233,5 +242,11 @@ fn main() {
     match worst {
         Some((r, t, n)) => println!("roofline: worst ratio {r:.2} at T={t} N={n}"),
         None => println!("roofline: worst ratio n/a (no case with N >= 1e6 and T <= 8)"),
+    }
+    if let Some((g, t, n)) = worst_gain {
+        println!(
+            "roofline: smallest dispatch gain {g:.2} at T={t} N={n} (run-time {} kernels against the compile-time backend; below 1.0 the run-time selection loses)",
+            runtime_level()
+        );
     }
 }

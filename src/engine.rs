@@ -739,6 +739,8 @@ fn combine(rows: &[f64], coef: &[f64], acc: &mut [f64]) {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
     use crate::kernels::{gram_tile_exact, scalar};
     use crate::layout::Flat;
