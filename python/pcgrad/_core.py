@@ -516,31 +516,22 @@ def merge(grads, *, mode="sequential", order="fixed", reduction="mean", segments
     Raises ``TypeError``/``ValueError`` naming the argument before the library
     is called, :class:`pcgrad.Error` for a library status; a failed call
     changes no caller array. The GIL is released during the library call."""
-    # The common case: plain options seen before (exact types, so that 1 is
-    # not taken for True) and no segments/mask/out/stats/rng. The extension
-    # module checks that grads is a C-contiguous float32 (T, N) array and
-    # calls the library, or returns None: then the general path below checks
-    # every argument (and raises for a library status).
-    if (grads.__class__ is _ndarray and segments is None and has_grad is None and out is None
-            and stats is False and rng is None and check_finite.__class__ is bool
-            and threads.__class__ is int and _fast_merge is not None):
-        try:
-            cfg = _FAST_CONFIGS.get((mode, order, reduction, check_finite, threads))
-        except TypeError:  # an unhashable option: the checks below name it
-            cfg = None
-        if cfg is not None:
-            res = _fast_merge(cfg, grads)
-            if res is not None:
-                return res
-    res = _flat("pcgrad.merge", grads, False, True, mode, order, reduction, segments, has_grad,
-                rng, threads, check_finite, out, stats)
-    _remember_fast(mode, order, reduction, check_finite, threads, segments, has_grad, out, stats,
-                   rng)
-    return res
+    # The common case in one call of the extension module: grads exactly a
+    # C-contiguous float32 (T, N) numpy array and plain options (see
+    # python/native/src/lib.rs). Anything else, or a library status, returns
+    # None, and the general path below checks every argument (naming it) and
+    # raises.
+    res = _fast_merge(grads, mode, order, reduction, segments, has_grad, rng, threads,
+                      check_finite, out, stats)
+    if res is not None:
+        return res
+    return _flat("pcgrad.merge", grads, False, True, mode, order, reduction, segments, has_grad,
+                 rng, threads, check_finite, out, stats)
 
 
 _ndarray = np.ndarray
 _native = _c._native
+
 
 def _numpy_api():
     """NumPy's C-API capsule (numpy._core in NumPy 2, numpy.core before)."""
@@ -559,33 +550,10 @@ if _native is not None and _c.LIBRARY_PATH == _native.__file__ and _native._init
     _fast_merge = _native.merge_flat
     _fast_project = _native.project_flat
 else:
-    _fast_merge = _fast_project = None
-# (mode, order, reduction, check_finite, threads) -> address of a cached
-# pcgrad_config (plain options: no rng, no order table), and the configs
-# themselves, kept alive for the process.
-_FAST_CONFIGS = {}
-_FAST_KEEP = []
+    def _fast_merge(*args):
+        return None
 
-
-def _remember_fast(mode, order, reduction, check_finite, threads, segments, has_grad, out, stats,
-                   rng):
-    """After a successful call of the common kind, records its config for the
-    fast paths of :func:`merge` and :func:`project`."""
-    if not (segments is None and has_grad is None and out is None and stats is False
-            and rng is None and order.__class__ is str and mode.__class__ is str
-            and reduction.__class__ is str and check_finite.__class__ is bool
-            and threads.__class__ is int):
-        return
-    key = (mode, order, reduction, check_finite, threads)
-    if key in _FAST_CONFIGS or len(_FAST_CONFIGS) > 64:
-        return
-    # (the number of tasks matters only for an order table, not cached here)
-    cfg = _config("pcgrad.merge", 0, mode, order, reduction, None, threads, check_finite,
-                  _c.MATRIX_GRAM)
-    if cfg.rng is not None or cfg.table is not None:
-        return
-    _FAST_KEEP.append(cfg)
-    _FAST_CONFIGS[key] = cfg.ptr.value
+    _fast_project = _fast_merge
 
 
 def project(grads, *, mode="sequential", order="fixed", reduction="mean", segments=None,
@@ -602,23 +570,12 @@ def project(grads, *, mode="sequential", order="fixed", reduction="mean", segmen
     result is ``(merged, pcgrad.Stats)``."""
     # The common case, as in merge (the extension module also checks that
     # grads is writable).
-    if (grads.__class__ is _ndarray and segments is None and has_grad is None and out is None
-            and stats is False and rng is None and check_finite.__class__ is bool
-            and threads.__class__ is int and merged.__class__ is bool
-            and _fast_project is not None):
-        try:
-            cfg = _FAST_CONFIGS.get((mode, order, reduction, check_finite, threads))
-        except TypeError:
-            cfg = None
-        if cfg is not None:
-            res = _fast_project(cfg, grads, merged)
-            if res is not None:
-                return None if res is True else res
-    res = _flat("pcgrad.project", grads, True, merged, mode, order, reduction, segments,
-                has_grad, rng, threads, check_finite, out, stats)
-    _remember_fast(mode, order, reduction, check_finite, threads, segments, has_grad, out, stats,
-                   rng)
-    return res
+    res = _fast_project(grads, mode, order, reduction, segments, has_grad, rng, threads,
+                        check_finite, out, stats, merged)
+    if res is not None:
+        return None if res is True else res
+    return _flat("pcgrad.project", grads, True, merged, mode, order, reduction, segments,
+                 has_grad, rng, threads, check_finite, out, stats)
 
 
 # ---------------------------------------------------------------------------

@@ -5,9 +5,9 @@
 //!
 //! The module has two functions, `merge_flat` and `project_flat`: the common
 //! call of `pcgrad.merge` / `pcgrad.project` (a C-contiguous float32 (T, N)
-//! array and a config the Python side built and cached) straight into
-//! `pcgrad_merge_flat` / `pcgrad_project_flat`, which through ctypes costs
-//! several microseconds of argument conversion per call. They return `None`
+//! numpy array and plain options) straight into `pcgrad_merge_flat` /
+//! `pcgrad_project_flat`, which through ctypes costs several microseconds of
+//! argument conversion per call. They return `None`
 //! whenever the input is not of that kind or the library reports a status:
 //! the Python side then takes its general path, which checks every argument
 //! and raises the exception naming it (a failed call changes no buffer, so
@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyInt, PyString};
 
 /// The leading fields of NumPy's `PyArrayObject_fields` (numpy/ndarraytypes.h,
 /// the same layout in every NumPy since 1.7, 2.x included; read only from
@@ -149,9 +150,71 @@ fn _init(py: Python<'_>, ndarray: Py<PyAny>, float32: Py<PyAny>, api: &Bound<'_,
     Ok(ok && NUMPY.get().is_some())
 }
 
+/// The library config of a call whose options are plain: `mode` and
+/// `reduction` one of their names, `order="fixed"`, `threads` an exact int
+/// >= 0, `check_finite` exactly True or False, and every other option at its
+/// default (`segments`, `has_grad`, `rng`, `out` None; `stats` False).
+/// `None` for anything else, which the general path checks (and names).
+#[allow(clippy::too_many_arguments)]
+fn plain_config(
+    mode: &Bound<'_, PyAny>,
+    order: &Bound<'_, PyAny>,
+    reduction: &Bound<'_, PyAny>,
+    segments: &Bound<'_, PyAny>,
+    has_grad: &Bound<'_, PyAny>,
+    rng: &Bound<'_, PyAny>,
+    threads: &Bound<'_, PyAny>,
+    check_finite: &Bound<'_, PyAny>,
+    out: &Bound<'_, PyAny>,
+    stats: &Bound<'_, PyAny>,
+) -> Option<pcgrad_config> {
+    // SAFETY: the addresses of the None, True and False singletons.
+    let (none, t, f) = unsafe { (ffi::Py_None(), ffi::Py_True(), ffi::Py_False()) };
+    if segments.as_ptr() != none || has_grad.as_ptr() != none || rng.as_ptr() != none || out.as_ptr() != none
+        || stats.as_ptr() != f
+    {
+        return None;
+    }
+    let check_finite = if check_finite.as_ptr() == t {
+        1
+    } else if check_finite.as_ptr() == f {
+        0
+    } else {
+        return None;
+    };
+    if !threads.is_exact_instance_of::<PyInt>() {
+        return None;
+    }
+    let threads = threads.extract::<usize>().ok()?;
+    let mode = match mode.downcast::<PyString>().ok()?.to_str().ok()? {
+        "sequential" => PCGRAD_MODE_SEQUENTIAL,
+        "simultaneous" => PCGRAD_MODE_SIMULTANEOUS,
+        _ => return None,
+    };
+    if order.downcast::<PyString>().ok()?.to_str().ok()? != "fixed" {
+        return None;
+    }
+    let reduction = match reduction.downcast::<PyString>().ok()?.to_str().ok()? {
+        "mean" => PCGRAD_REDUCTION_MEAN,
+        "sum" => PCGRAD_REDUCTION_SUM,
+        _ => return None,
+    };
+    Some(pcgrad_config {
+        mode,
+        order: PCGRAD_ORDER_FIXED,
+        reduction,
+        check_finite,
+        matrix: PCGRAD_MATRIX_GRAM,
+        threads,
+        order_table: std::ptr::null(),
+        order_table_len: 0,
+        rng: std::ptr::null_mut(),
+    })
+}
+
 fn call<'py>(
     py: Python<'py>,
-    cfg: usize,
+    cfg: pcgrad_config,
     grads: &Bound<'py, PyAny>,
     project: bool,
     want_merged: bool,
@@ -174,15 +237,15 @@ fn call<'py>(
             ws.resize(wl, 0.0);
         }
         let (wp, wlen) = (ws.as_mut_ptr() as usize, ws.len());
+        let cfg = &cfg as *const pcgrad_config as usize;
         py.allow_threads(|| {
             let merged = if mp != 0 { mp as *mut f32 } else { std::ptr::null_mut() };
             let mlen = if mp != 0 { n } else { 0 };
-            // SAFETY: `cfg` is the address of a pcgrad_config that the Python
-            // side keeps alive for the process (a cached entry, never freed);
-            // `gp` points at the T * N floats of `grads` and `mp` (or NULL)
-            // at the N floats of `out`, both referenced by this call until it
-            // returns; `wp` at `wlen` doubles of this thread's workspace,
-            // borrowed for the call.
+            // SAFETY: `cfg` is the address of a pcgrad_config on this frame
+            // (no table, no rng); `gp` points at the T * N floats of `grads`
+            // and `mp` (or NULL) at the N floats of `out`, both referenced by
+            // this call until it returns; `wp` at `wlen` doubles of this
+            // thread's workspace, borrowed for the call.
             unsafe {
                 if project {
                     pcgrad_project_flat(
@@ -205,29 +268,71 @@ fn call<'py>(
     }
     Ok(Some(match out {
         Some(o) => o,
-        None => pyo3::types::PyBool::new(py, true).to_owned().into_any(),
+        None => PyBool::new(py, true).to_owned().into_any(),
     }))
 }
 
-/// `pcgrad_merge_flat` on a C-contiguous float32 (T, N) buffer with the
-/// config at address `cfg`: the merged gradient (a new float32 array), or
-/// `None` when `grads` is not of that kind or the library returned a status.
+/// `pcgrad.merge(grads, ...)` for the common call: `grads` exactly a
+/// C-contiguous aligned float32 (T, N) numpy array with T, N >= 1 and plain
+/// options (the arguments of `pcgrad.merge` in its order). Returns the merged
+/// gradient (a new float32 array), or `None` for any other call or a library
+/// status: the caller then takes the general path.
 #[pyfunction]
-fn merge_flat<'py>(py: Python<'py>, cfg: usize, grads: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+#[allow(clippy::too_many_arguments)]
+fn merge_flat<'py>(
+    py: Python<'py>,
+    grads: &Bound<'py, PyAny>,
+    mode: &Bound<'py, PyAny>,
+    order: &Bound<'py, PyAny>,
+    reduction: &Bound<'py, PyAny>,
+    segments: &Bound<'py, PyAny>,
+    has_grad: &Bound<'py, PyAny>,
+    rng: &Bound<'py, PyAny>,
+    threads: &Bound<'py, PyAny>,
+    check_finite: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+    stats: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(cfg) = plain_config(mode, order, reduction, segments, has_grad, rng, threads, check_finite, out, stats)
+    else {
+        return Ok(None);
+    };
     call(py, cfg, grads, false, true)
 }
 
-/// `pcgrad_project_flat` in place on a writable C-contiguous float32 (T, N)
-/// buffer: the merged gradient (or `True` with `merged=False`), or `None` as
-/// `merge_flat`.
+/// `pcgrad.project(grads, ...)` for the common call, as `merge_flat`, on a
+/// writable array (projected in place) and with `merged` exactly True or
+/// False: the merged gradient (`True` with `merged=False`), or `None`.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 fn project_flat<'py>(
     py: Python<'py>,
-    cfg: usize,
     grads: &Bound<'py, PyAny>,
-    merged: bool,
+    mode: &Bound<'py, PyAny>,
+    order: &Bound<'py, PyAny>,
+    reduction: &Bound<'py, PyAny>,
+    segments: &Bound<'py, PyAny>,
+    has_grad: &Bound<'py, PyAny>,
+    rng: &Bound<'py, PyAny>,
+    threads: &Bound<'py, PyAny>,
+    check_finite: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+    stats: &Bound<'py, PyAny>,
+    merged: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    call(py, cfg, grads, true, merged)
+    let Some(cfg) = plain_config(mode, order, reduction, segments, has_grad, rng, threads, check_finite, out, stats)
+    else {
+        return Ok(None);
+    };
+    // SAFETY: the addresses of the True and False singletons.
+    let want = if merged.as_ptr() == unsafe { ffi::Py_True() } {
+        true
+    } else if merged.as_ptr() == unsafe { ffi::Py_False() } {
+        false
+    } else {
+        return Ok(None);
+    };
+    call(py, cfg, grads, true, want)
 }
 
 /// The extension module `pcgrad._native`.
