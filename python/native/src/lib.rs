@@ -75,7 +75,11 @@ impl Numpy {
     /// (T, N) when `obj` is exactly a numpy.ndarray of the float32 dtype,
     /// 2-D, C-contiguous and aligned (and writable when `writable`), with
     /// T, N >= 1; then also its data pointer.
-    fn float32_2d(&self, obj: &Bound<'_, PyAny>, writable: bool) -> Option<(usize, usize, *mut c_char)> {
+    fn float32_2d(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        writable: bool,
+    ) -> Option<(usize, usize, *mut c_char)> {
         if obj.get_type().as_ptr() != self.ndarray.as_ptr() {
             return None;
         }
@@ -84,8 +88,14 @@ impl Numpy {
         // holds `nd` = 2 entries. The GIL is held (through `obj`).
         unsafe {
             let a = &*(obj.as_ptr() as *const ArrayFields);
-            let need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | if writable { NPY_ARRAY_WRITEABLE } else { 0 };
-            if a.descr != self.float32.as_ptr() || a.nd != 2 || a.flags & need != need || a.data.is_null() {
+            let need = NPY_ARRAY_C_CONTIGUOUS
+                | NPY_ARRAY_ALIGNED
+                | if writable { NPY_ARRAY_WRITEABLE } else { 0 };
+            if a.descr != self.float32.as_ptr()
+                || a.nd != 2
+                || a.flags & need != need
+                || a.data.is_null()
+            {
                 return None;
             }
             let (t, n) = (*a.dimensions, *a.dimensions.add(1));
@@ -127,17 +137,28 @@ impl Numpy {
 /// (the `_ARRAY_API` capsule), then checks them on a small array: returns
 /// whether the fast entry points are enabled (else they always return None).
 #[pyfunction]
-fn _init(py: Python<'_>, ndarray: Py<PyAny>, float32: Py<PyAny>, api: &Bound<'_, PyAny>) -> PyResult<bool> {
+fn _init(
+    py: Python<'_>,
+    ndarray: Py<PyAny>,
+    float32: Py<PyAny>,
+    api: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
     // SAFETY: PyCapsule_GetPointer checks that `api` is a capsule (NumPy's
     // is unnamed) and returns its pointer, the C-API table of void*.
-    let table = unsafe { ffi::PyCapsule_GetPointer(api.as_ptr(), std::ptr::null()) } as *const *const c_void;
+    let table = unsafe { ffi::PyCapsule_GetPointer(api.as_ptr(), std::ptr::null()) }
+        as *const *const c_void;
     if table.is_null() {
         return Err(PyErr::fetch(py));
     }
     // SAFETY: entry 94 of the table is PyArray_NewFromDescr, whose C
     // prototype NewFromDescr transcribes.
-    let new_from_descr: NewFromDescr = unsafe { std::mem::transmute::<*const c_void, NewFromDescr>(*table.add(94)) };
-    let np = Numpy { ndarray, float32, new_from_descr };
+    let new_from_descr: NewFromDescr =
+        unsafe { std::mem::transmute::<*const c_void, NewFromDescr>(*table.add(94)) };
+    let np = Numpy {
+        ndarray,
+        float32,
+        new_from_descr,
+    };
     // The self-check: a (1, 3) array made this way must read back as one.
     let (one, _) = np.empty(py, 3)?;
     let two = one.call_method1("reshape", (1, 3))?;
@@ -170,7 +191,10 @@ fn plain_config(
 ) -> Option<pcgrad_config> {
     // SAFETY: the addresses of the None, True and False singletons.
     let (none, t, f) = unsafe { (ffi::Py_None(), ffi::Py_True(), ffi::Py_False()) };
-    if segments.as_ptr() != none || has_grad.as_ptr() != none || rng.as_ptr() != none || out.as_ptr() != none
+    if segments.as_ptr() != none
+        || has_grad.as_ptr() != none
+        || rng.as_ptr() != none
+        || out.as_ptr() != none
         || stats.as_ptr() != f
     {
         return None;
@@ -219,8 +243,12 @@ fn call<'py>(
     project: bool,
     want_merged: bool,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let Some(np) = NUMPY.get() else { return Ok(None) };
-    let Some((t, n, gp)) = np.float32_2d(grads, project) else { return Ok(None) };
+    let Some(np) = NUMPY.get() else {
+        return Ok(None);
+    };
+    let Some((t, n, gp)) = np.float32_2d(grads, project) else {
+        return Ok(None);
+    };
     let (out, mp) = if want_merged {
         let (o, p) = np.empty(py, n)?;
         (Some(o), p as usize)
@@ -239,7 +267,11 @@ fn call<'py>(
         let (wp, wlen) = (ws.as_mut_ptr() as usize, ws.len());
         let cfg = &cfg as *const pcgrad_config as usize;
         py.allow_threads(|| {
-            let merged = if mp != 0 { mp as *mut f32 } else { std::ptr::null_mut() };
+            let merged = if mp != 0 {
+                mp as *mut f32
+            } else {
+                std::ptr::null_mut()
+            };
             let mlen = if mp != 0 { n } else { 0 };
             // SAFETY: `cfg` is the address of a pcgrad_config on this frame
             // (no table, no rng); `gp` points at the T * N floats of `grads`
@@ -249,15 +281,41 @@ fn call<'py>(
             unsafe {
                 if project {
                     pcgrad_project_flat(
-                        cfg as *const pcgrad_config, gp as *mut f32, t * n, std::ptr::null(), 0,
-                        std::ptr::null(), 0, t, n, merged, mlen, std::ptr::null_mut(),
-                        std::ptr::null_mut(), 0, wp as *mut f64, wlen,
+                        cfg as *const pcgrad_config,
+                        gp as *mut f32,
+                        t * n,
+                        std::ptr::null(),
+                        0,
+                        std::ptr::null(),
+                        0,
+                        t,
+                        n,
+                        merged,
+                        mlen,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        0,
+                        wp as *mut f64,
+                        wlen,
                     )
                 } else {
                     pcgrad_merge_flat(
-                        cfg as *const pcgrad_config, gp as *const f32, t * n, std::ptr::null(), 0,
-                        std::ptr::null(), 0, t, n, merged, mlen, std::ptr::null_mut(),
-                        std::ptr::null_mut(), 0, wp as *mut f64, wlen,
+                        cfg as *const pcgrad_config,
+                        gp as *const f32,
+                        t * n,
+                        std::ptr::null(),
+                        0,
+                        std::ptr::null(),
+                        0,
+                        t,
+                        n,
+                        merged,
+                        mlen,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        0,
+                        wp as *mut f64,
+                        wlen,
                     )
                 }
             }
@@ -293,8 +351,18 @@ fn merge_flat<'py>(
     out: &Bound<'py, PyAny>,
     stats: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let Some(cfg) = plain_config(mode, order, reduction, segments, has_grad, rng, threads, check_finite, out, stats)
-    else {
+    let Some(cfg) = plain_config(
+        mode,
+        order,
+        reduction,
+        segments,
+        has_grad,
+        rng,
+        threads,
+        check_finite,
+        out,
+        stats,
+    ) else {
         return Ok(None);
     };
     call(py, cfg, grads, false, true)
@@ -320,8 +388,18 @@ fn project_flat<'py>(
     stats: &Bound<'py, PyAny>,
     merged: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let Some(cfg) = plain_config(mode, order, reduction, segments, has_grad, rng, threads, check_finite, out, stats)
-    else {
+    let Some(cfg) = plain_config(
+        mode,
+        order,
+        reduction,
+        segments,
+        has_grad,
+        rng,
+        threads,
+        check_finite,
+        out,
+        stats,
+    ) else {
         return Ok(None);
     };
     // SAFETY: the addresses of the True and False singletons.
