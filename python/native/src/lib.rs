@@ -172,8 +172,8 @@ fn _init(
 }
 
 /// The library config of a call whose options are plain: `mode` and
-/// `reduction` one of their names, `order="fixed"`, `threads` an exact int
-/// >= 0, `check_finite` exactly True or False, and every other option at its
+/// `reduction` one of their names, `order="fixed"`, `threads` an exact
+/// non-negative int, `check_finite` exactly True or False, and every other option at its
 /// default (`segments`, `has_grad`, `rng`, `out` None; `stats` False).
 /// `None` for anything else, which the general path checks (and names).
 #[allow(clippy::too_many_arguments)]
