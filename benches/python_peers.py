@@ -1,10 +1,12 @@
 """pcgrad from Python against its peers, in one process.
 
-1. Per-call overhead at T = 2, N = 16 (float32): the C call itself (a small C
-   loop over the same bundled library, compiled here with `cc`), the bare
-   ctypes floor (a call with no arguments), pcgrad_merge_flat through ctypes
-   and through cffi (ABI mode over include/pcgrad.h) with the pointers taken
-   from the arrays on every call, and the full `pcgrad.merge`.
+1. Per-call overhead at T = 2, N = 16 (float32), every variant interleaved
+   in this process: the C call itself (a small C loop, compiled here with
+   `cc`, over the library's own pcgrad_merge_flat), the bare ctypes and cffi
+   floors (a call with no arguments), pcgrad_merge_flat through ctypes and
+   through cffi (ABI mode over include/pcgrad.h) with the pointers taken from
+   the arrays on every call, the extension module's entry point, and the
+   full `pcgrad.merge` and `pcgrad.project`.
 2. `pcgrad.merge` against torchjd's `PCGrad` aggregator on the same (T, N)
    arrays (torch.from_numpy shares the memory): both the paper's Algorithm 1
    with a shuffled order and a sum over tasks; T in {2, 4, 8, 16}, N in
@@ -40,56 +42,69 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 HEADER = os.path.join(REPO, "include", "pcgrad.h")
 
+# The C call itself, timed in this process: a loop in C over the library's
+# pcgrad_merge_flat (the very function the Python calls reach, through its
+# address), compiled here with `cc` into a small shared object.
 C_FLOOR = r"""
 #include "pcgrad.h"
-#include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-int main(int argc, char **argv) {
+typedef enum pcgrad_status (*merge_fn)(const struct pcgrad_config *, const float *, size_t,
+    const size_t *, size_t, const uint8_t *, size_t, size_t, size_t, float *, size_t,
+    struct pcgrad_stats *, double *, size_t, double *, size_t);
+static double now(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+/* microseconds per call of `calls` calls at T = 2, N = 16; negative on a status */
+double floor_loop(merge_fn f, int calls) {
     enum { T = 2, N = 16 };
-    int reps = argc > 1 ? atoi(argv[1]) : 15, calls = 200000;
     float g[T * N], m[N]; double ws[112]; pcgrad_config c = {0};
     for (int i = 0; i < T * N; i++) g[i] = (float)((i * 37 % 11) - 5);
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        for (int k = 0; k < calls; k++) {
-            if (pcgrad_merge_flat(&c, g, T * N, 0, 0, 0, 0, T, N, m, N, 0, 0, 0, ws, 112)) return 1;
-            __asm__ volatile("" ::"r"(m) : "memory");
-        }
-        printf("%.6f\n", (now() - t0) / calls * 1e6);
+    double t0 = now();
+    for (int k = 0; k < calls; k++) {
+        if (f(&c, g, T * N, 0, 0, 0, 0, T, N, m, N, 0, 0, 0, ws, 112)) return -1.0;
+        __asm__ volatile("" ::"r"(m) : "memory");
     }
-    return 0;
+    return (now() - t0) / calls * 1e6;
 }
 """
 
 
 def per_call(fn, calls, reps):
-    """Median and minimum per-call time in microseconds over ``reps`` batches."""
+    """Median and minimum per-call time in microseconds over ``reps`` batches:
+    CPU time of this thread (time.thread_time), so that the time the
+    scheduler gives other processes of a loaded machine is not counted (the
+    C loop measures the same clock)."""
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for _ in range(calls):
             fn()
-        times.append((time.perf_counter() - t0) / calls * 1e6)
+        times.append((time.thread_time() - t0) / calls * 1e6)
     return statistics.median(times), min(times)
 
 
-def c_floor(reps):
+def c_floor_fn():
+    """A function of no arguments that times one batch of the C loop (us per
+    call), or None without a C compiler."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         return None
-    with tempfile.TemporaryDirectory() as d:
-        src = os.path.join(d, "floor.c")
-        exe = os.path.join(d, "floor")
-        with open(src, "w") as f:
-            f.write(C_FLOOR)
-        lib = _capi.LIBRARY_PATH
-        subprocess.run([cc, "-O2", "-I", os.path.dirname(HEADER), src, lib,
-                        "-Wl,-rpath," + os.path.dirname(lib), "-o", exe], check=True)
-        out = subprocess.run([exe, str(reps)], check=True, capture_output=True, text=True).stdout
-    times = [float(x) for x in out.split()]
-    return statistics.median(times), min(times)
+    d = tempfile.mkdtemp()
+    src, so = os.path.join(d, "floor.c"), os.path.join(d, "floor.so")
+    with open(src, "w") as f:
+        f.write(C_FLOOR)
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-I", os.path.dirname(HEADER), src, "-o", so], check=True)
+    loop = ctypes.CDLL(so).floor_loop
+    loop.restype = ctypes.c_double
+    loop.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    addr = ctypes.cast(_capi.lib.pcgrad_merge_flat, ctypes.c_void_p).value
+    shutil.rmtree(d)
+
+    def batch(calls=200000):
+        t = loop(addr, calls)
+        if t < 0:
+            raise RuntimeError("pcgrad_merge_flat returned a status")
+        return t
+
+    return batch
 
 
 def cffi_lib():
@@ -108,7 +123,7 @@ def cffi_lib():
 def overhead(quick):
     T, N = 2, 16
     calls = 20000 if quick else 50000
-    reps = 7 if quick else 15
+    reps = 5 if quick else 15
     g = np.random.default_rng(0).standard_normal((T, N)).astype(np.float32)
     ws = np.empty(pcgrad.workspace_len(T))
     cfg = _capi.ConfigStruct()
@@ -143,28 +158,43 @@ def overhead(quick):
             raise RuntimeError
         return out
 
+    fast = pcgrad._core._native.merge_flat
+    args = ("sequential", "fixed", "mean", None, None, None, 0, False, None, False)
     assert np.array_equal(raw_ctypes(), raw_cffi()) and np.array_equal(raw_ctypes(), pcgrad.merge(g))
+    assert np.array_equal(raw_ctypes(), fast(g, *args))
+    gp = g.copy()
     rows = {}
-    cases = [("bare ctypes call (no arguments)", bare),
+    floor = c_floor_fn()
+    cases = [("C loop over the same library (the C call itself)", floor),
+             ("bare ctypes call (no arguments)", bare),
              ("bare cffi call (no arguments)", L.pcgrad_version),
              ("pcgrad_merge_flat via ctypes", raw_ctypes),
              ("pcgrad_merge_flat via cffi", raw_cffi),
-             ("pcgrad.merge (ctypes, full checks)", lambda: pcgrad.merge(g))]
+             ("pcgrad._native.merge_flat (the extension's entry point)", lambda: fast(g, *args)),
+             ("pcgrad.merge (full checks)", lambda: pcgrad.merge(g)),
+             ("pcgrad.project (in place, full checks)", lambda: pcgrad.project(gp))]
     # interleaved rounds, so that machine load hits every case alike
-    for _ in range(3):
+    for _ in range(reps):
         for name, fn in cases:
-            rows.setdefault(name, []).append(per_call(fn, calls, max(reps // 3, 2)))
+            if fn is None:
+                continue
+            if fn is floor:
+                t = floor()
+                rows.setdefault(name, []).append((t, t))
+            else:
+                rows.setdefault(name, []).append(per_call(fn, calls, 1))
     result = {name: (statistics.median(m for m, _ in v), min(b for _, b in v)) for name, v in rows.items()}
-    floor = c_floor(reps)
+    c = result.get(cases[0][0], (None,))[0]
     print("\n### Per-call overhead, T = 2, N = 16, float32 (microseconds per call)\n")
-    print("| call | median | best | minus the C call (median) |")
-    print("|------|-------:|-----:|--------------------------:|")
-    if floor is not None:
-        print(f"| C loop over the same library (the C call itself) | {floor[0]:.3f} | {floor[1]:.3f} | 0 |")
+    print(f"{reps} interleaved rounds of {calls} calls each, CPU time of the calling thread; "
+          "median and best round.\n")
+    print("| call | median | best | minus the C call (median) | / the C call |")
+    print("|------|-------:|-----:|--------------------------:|-------------:|")
     for name, (med, best) in result.items():
-        extra = f"{med - floor[0]:.3f}" if floor is not None and "merge" in name else "-"
-        print(f"| {name} | {med:.3f} | {best:.3f} | {extra} |")
-    return result, floor
+        extra = f"{med - c:.3f}" if c is not None and ("merge" in name or "project" in name) else "-"
+        ratio = f"{med / c:.2f}" if c is not None else "-"
+        print(f"| {name} | {med:.3f} | {best:.3f} | {extra} | {ratio} |")
+    return result, c
 
 
 def peers(quick):

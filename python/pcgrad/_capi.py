@@ -1,6 +1,7 @@
 """The C ABI of ``libpcgrad`` (``include/pcgrad.h``) through :mod:`ctypes`.
 
-The shared library is the one bundled in the wheel (``pcgrad/_native/``);
+The shared library is the one bundled in the wheel (the extension module
+``pcgrad._native``, which is libpcgrad plus two fast entry points);
 ``PCGRAD_LIBRARY`` in the environment points at another build of the same
 library (for example ``target/release/libpcgrad.so``). Every function is
 declared with its exact C prototype. ``ctypes.CDLL`` releases the GIL around
@@ -10,7 +11,6 @@ Private module: the public API is in :mod:`pcgrad`.
 """
 
 import ctypes
-import glob
 import os
 
 __all__ = []
@@ -72,16 +72,21 @@ def _find_library():
     path = os.environ.get("PCGRAD_LIBRARY")
     if path:
         return path
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native")
-    for pattern in ("*.so", "*.dylib", "*.dll", "*.pyd"):
-        found = sorted(glob.glob(os.path.join(here, pattern)))
-        if found:
-            return found[0]
-    raise ImportError(
-        "pcgrad: the bundled shared library is missing from " + here
-        + " (build the package with `pip install ./python` or `maturin build`)"
-    )
+    if _native is None:
+        raise ImportError(
+            "pcgrad: the bundled library pcgrad._native is missing"
+            + " (build the package with `pip install ./python` or `maturin build`)"
+        )
+    return _native.__file__
 
+
+try:
+    # The bundled library: libpcgrad built as the extension module
+    # pcgrad._native (see python/native), loaded both as a module (its fast
+    # entry points) and, below, through ctypes (every C function).
+    from . import _native
+except ImportError:  # only with PCGRAD_LIBRARY, else _find_library says so
+    _native = None
 
 LIBRARY_PATH = _find_library()
 lib = ctypes.CDLL(LIBRARY_PATH)

@@ -516,70 +516,44 @@ def merge(grads, *, mode="sequential", order="fixed", reduction="mean", segments
     Raises ``TypeError``/``ValueError`` naming the argument before the library
     is called, :class:`pcgrad.Error` for a library status; a failed call
     changes no caller array. The GIL is released during the library call."""
-    # The common case in a few dictionary look-ups: a C-contiguous float32
-    # (T, N) array, plain options seen before, no segments/mask/out/stats.
-    if (grads.__class__ is _ndarray and segments is None and has_grad is None and out is None
-            and stats is False and rng is None and grads.dtype is _F32 and grads.ndim == 2
-            and grads.flags.c_contiguous and order.__class__ is str
-            and check_finite.__class__ is bool and threads.__class__ is int):
-        try:
-            cfg = _FAST_CONFIGS.get((mode, order, reduction, check_finite, threads))
-        except TypeError:  # an unhashable mode or reduction: the checks below name it
-            cfg = None
-        if cfg is not None:
-            plan = _FAST_PLANS.get((grads.shape, _get_ident()))
-            if plan is not None:
-                zlen, zt, zn, wsp, wsl, _ws = plan
-                merged = _empty(zn.value, _F32)
-                status = _merge_flat(cfg, _ptr(grads),
-                                     zlen, None, _Z0, None, _Z0, zt, zn,
-                                     _byref(_from_buffer(merged)) if zn.value else _VP(_DUMMY_ADDR),
-                                     zn, None, None, _Z0, wsp, wsl)
-                if status:
-                    raise Error(status, "pcgrad.merge")
-                return merged
-    res = _flat("pcgrad.merge", grads, False, True, mode, order, reduction, segments, has_grad,
-                rng, threads, check_finite, out, stats)
-    _remember_fast(grads, mode, order, reduction, check_finite, threads, segments, has_grad, out,
-                   stats, rng)
-    return res
+    # The common case in one call of the extension module: grads exactly a
+    # C-contiguous float32 (T, N) numpy array and plain options (see
+    # python/native/src/lib.rs). Anything else, or a library status, returns
+    # None, and the general path below checks every argument (naming it) and
+    # raises.
+    res = _fast_merge(grads, mode, order, reduction, segments, has_grad, rng, threads,
+                      check_finite, out, stats)
+    if res is not None:
+        return res
+    return _flat("pcgrad.merge", grads, False, True, mode, order, reduction, segments, has_grad,
+                 rng, threads, check_finite, out, stats)
 
 
 _ndarray = np.ndarray
-_empty = np.empty
-_get_ident = threading.get_ident
-_FAST_CONFIGS = {}
-_FAST_PLANS = {}
+_native = _c._native
 
 
-def _remember_fast(grads, mode, order, reduction, check_finite, threads, segments, has_grad, out,
-                   stats, rng):
-    """After a successful call of the common kind, records its config and
-    sizes (and a per-thread workspace) for the fast path of :func:`merge`."""
-    if not (grads.__class__ is _ndarray and segments is None and has_grad is None and out is None
-            and stats is False and rng is None and grads.dtype is _F32 and grads.ndim == 2
-            and grads.flags.c_contiguous and order.__class__ is str and mode.__class__ is str
-            and reduction.__class__ is str and check_finite.__class__ is bool
-            and threads.__class__ is int):
-        return
-    key = (mode, order, reduction, check_finite, threads)
-    if key not in _FAST_CONFIGS:
-        if len(_FAST_CONFIGS) > 64:
-            return
-        cfg = _config("pcgrad.merge", grads.shape[0], mode, order, reduction, None, threads,
-                      check_finite, _c.MATRIX_GRAM)
-        if cfg.rng is not None or cfg.table is not None:
-            return
-        _FAST_CONFIGS[key] = cfg.ptr
-    pkey = (grads.shape, _get_ident())
-    if pkey not in _FAST_PLANS:
-        tasks, dim = grads.shape
-        if len(_FAST_PLANS) > 256:
-            _FAST_PLANS.clear()
-        # its own workspace per (shape, thread): never shared by two calls at once
-        # (the tuple holds the array: a call in flight keeps it alive)
-        ws = np.empty(max(_WS_FLAT[tasks], 1), dtype=_F64)
-        _FAST_PLANS[pkey] = (_Z(tasks * dim), _Z(tasks), _Z(dim), _VP(_addr(ws)), _Z(_WS_FLAT[tasks]), ws)
+def _numpy_api():
+    """NumPy's C-API capsule (numpy._core in NumPy 2, numpy.core before)."""
+    try:
+        from numpy._core import _multiarray_umath as m
+    except ImportError:
+        from numpy.core import _multiarray_umath as m
+    return m._ARRAY_API
+
+
+# The extension module's entry points, unless PCGRAD_LIBRARY names another
+# build (then every call goes through that one) or its self-check on NumPy's
+# array layout fails (then every call takes the general path).
+if _native is not None and _c.LIBRARY_PATH == _native.__file__ and _native._init(
+        np.ndarray, _F32, _numpy_api()):
+    _fast_merge = _native.merge_flat
+    _fast_project = _native.project_flat
+else:
+    def _fast_merge(*args):
+        return None
+
+    _fast_project = _fast_merge
 
 
 def project(grads, *, mode="sequential", order="fixed", reduction="mean", segments=None,
@@ -594,6 +568,12 @@ def project(grads, *, mode="sequential", order="fixed", reduction="mean", segmen
     float64 through one float32 copy written back on success. The other
     arguments are those of :func:`pcgrad.merge`; with ``stats=True`` the
     result is ``(merged, pcgrad.Stats)``."""
+    # The common case, as in merge (the extension module also checks that
+    # grads is writable).
+    res = _fast_project(grads, mode, order, reduction, segments, has_grad, rng, threads,
+                        check_finite, out, stats, merged)
+    if res is not None:
+        return None if res is True else res
     return _flat("pcgrad.project", grads, True, merged, mode, order, reduction, segments,
                  has_grad, rng, threads, check_finite, out, stats)
 

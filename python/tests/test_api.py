@@ -267,11 +267,16 @@ def test_gil_is_released_during_the_library_call():
     not preempt the worker by itself, so the main thread runs only when the
     worker gives the GIL up: inside the C call."""
     g = np.random.default_rng(0).standard_normal((8, 2_000_000)).astype(np.float32)
-    code = _core._flat.__code__
-    call_lines = {code.co_firstlineno + i for i, line in
-                  enumerate(_core.__loader__.get_source(_core.__name__).splitlines()[code.co_firstlineno - 1:])
-                  if "status = f(*args)" in line}
-    assert call_lines
+    source = _core.__loader__.get_source(_core.__name__).splitlines()
+    # the foreign calls: through ctypes in _flat, through the extension
+    # module in merge's fast path
+    calls = {}
+    for func, marker in ((_core._flat, "status = f(*args)"), (_core.merge, "= _fast_merge(grads,")):
+        code = func.__code__
+        lines = {code.co_firstlineno + i for i, line in enumerate(source[code.co_firstlineno - 1:])
+                 if marker in line}
+        assert lines, marker
+        calls[code] = lines
     seen = 0
     old = sys.getswitchinterval()
     sys.setswitchinterval(1.0)
@@ -288,7 +293,7 @@ def test_gil_is_released_during_the_library_call():
             while not done.is_set():
                 frame = sys._current_frames().get(th.ident)
                 while frame is not None:
-                    if frame.f_code is code and frame.f_lineno in call_lines:
+                    if frame.f_lineno in calls.get(frame.f_code, ()):
                         seen += 1
                         break
                     frame = frame.f_back
