@@ -7,6 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=$(scripts/python-env.sh)
-"$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps ./python
+# The package goes into this checkout's target directory, not into the shared
+# environment, so checkouts (and concurrent runs) never replace each other's
+# build; PYTHONPATH puts it first, also for the processes the tests spawn.
+site=${CARGO_TARGET_DIR:-target}/python-site
+case $site in /*) ;; *) site=$PWD/$site ;; esac
+rm -rf "$site"
+"$venv/bin/python" -m pip install --quiet --no-deps --target "$site" ./python
 # From the repository root, so `import pcgrad` is the installed package.
-"$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests "$@"
+PYTHONPATH=$site "$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests "$@"
