@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the C ABI tests (the `ffi::` unit tests in src/ffi.rs, which hold every
+# Runs the C ABI tests (the `ffi::` unit tests in src/ffi/, which hold every
 # `unsafe` block of the crate) under Miri, to catch undefined behaviour:
 # out-of-bounds or misaligned accesses, aliasing violations, invalid values,
 # reads of uninitialised memory.
