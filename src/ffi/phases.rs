@@ -1,0 +1,315 @@
+//! The three phases, for sharding N across threads or machines.
+
+use core::ptr;
+
+use super::check::*;
+use super::types::*;
+use crate::engine::{self, coefficients, Coefficients};
+use crate::error::Error;
+use crate::layout::{Flat, FlatMut, Layout};
+
+// ---------------------------------------------------------------------------
+// The three phases, for sharding N across threads or machines (flat
+// buffers). Each shard: zero a gram buffer, `pcgrad_gram_flat` over its
+// columns, all-reduce the T x T partials (`pcgrad_gram_combine` or
+// MPI_Allreduce), `pcgrad_coefficients` on the sum (same config and PRNG
+// state on every shard), then `pcgrad_apply_merged_flat` or
+// `pcgrad_apply_projected_flat` over its columns.
+
+/// Phase 1: adds the Gram contribution of the columns `lo..hi` of a
+/// row-major T x N buffer into `gram[0 .. T*T]` (row-major, symmetric;
+/// start from zeros). `gram_len` is at least `pcgrad_gram_len(T)`; the part
+/// after T * T is scratch. `segments` and `has_grad` as in
+/// `pcgrad_merge_flat`.
+///
+/// # Safety
+///
+/// Every non-NULL pointer points at the number of elements its length
+/// says, valid for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_gram_flat(
+    grads: *const f32,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    lo: usize,
+    hi: usize,
+    gram: *mut f64,
+    gram_len: usize,
+) -> pcgrad_status {
+    status((|| {
+        flat_shape(
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+        )?;
+        check_workspace(gram, gram_len, engine::gram_workspace_len(tasks)?)?;
+        let ins = [
+            Region::of(grads, grads_len),
+            Region::of(segments, segments_len),
+            Region::of(has_grad, has_grad_len),
+        ];
+        let outs = [Region::of(gram, gram_len)];
+        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        // SAFETY: every buffer passed `req`/`opt`; the output is disjoint
+        // from the inputs.
+        unsafe {
+            let layout = Layout::new(
+                tasks,
+                dim,
+                view(segments, segments_len),
+                mask(has_grad, has_grad_len)?,
+            )?;
+            let flat = Flat::new(layout, view(grads, grads_len))?;
+            engine::accumulate_gram(&flat, lo, hi, view_mut(gram, gram_len))
+        }
+    })())
+}
+
+/// Combines partial Gram matrices: `gram[k] += partial[k]` for the first
+/// T * T entries (both lengths at least T * T). The order of combination
+/// is the caller's: add the partials in a fixed order for bitwise
+/// reproducible results.
+///
+/// # Safety
+///
+/// As `pcgrad_gram_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_gram_combine(
+    partial: *const f64,
+    partial_len: usize,
+    tasks: usize,
+    gram: *mut f64,
+    gram_len: usize,
+) -> pcgrad_status {
+    status((|| {
+        req(partial, partial_len)?;
+        req(gram, gram_len)?;
+        if tasks == 0 {
+            return Err(Error::NoTasks);
+        }
+        let tt = tasks.checked_mul(tasks).ok_or(Error::Overflow)?;
+        if partial_len < tt || gram_len < tt {
+            return Err(Error::LengthMismatch);
+        }
+        let outs = [Region::of(gram, gram_len)];
+        let ins = [Region::of(partial, partial_len)];
+        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        // SAFETY: both passed `req`; they are disjoint.
+        let (p, g) = unsafe { (view(partial, tt), view_mut(gram, tt)) };
+        for (g, &p) in g.iter_mut().zip(p) {
+            *g += p;
+        }
+        Ok(())
+    })())
+}
+
+/// Phase 2: the coefficients from a full symmetric T x T Gram matrix
+/// (`gram_len` at least T * T) into `coef` (at least
+/// `pcgrad_coefficients_len(T)` doubles), following `config` (mode, order,
+/// PRNG, finiteness check; a shuffled order advances the PRNG).
+/// `stats` is optional.
+///
+/// # Safety
+///
+/// As `pcgrad_gram_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_coefficients(
+    config: *const pcgrad_config,
+    gram: *const f64,
+    gram_len: usize,
+    tasks: usize,
+    stats: *mut pcgrad_stats,
+    coef: *mut f64,
+    coef_len: usize,
+) -> pcgrad_status {
+    status((|| {
+        let cfg = Config::read(config)?;
+        req(gram, gram_len)?;
+        let diag = Diag::check(stats, ptr::null_mut(), 0, tasks)?;
+        if tasks == 0 {
+            return Err(Error::NoTasks);
+        }
+        let tt = tasks.checked_mul(tasks).ok_or(Error::Overflow)?;
+        if gram_len < tt {
+            return Err(Error::LengthMismatch);
+        }
+        check_workspace(coef, coef_len, engine::coefficients_len(tasks)?)?;
+        let [d0, _] = diag.regions();
+        let [c0, c1] = cfg.inputs(config);
+        let outs = [Region::of(coef, coef_len), d0, cfg.output()];
+        let ins = [c0, c1, Region::of(gram, gram_len)];
+        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        // SAFETY: every buffer passed `req`; the outputs are disjoint from
+        // each other and from the inputs.
+        unsafe {
+            let g = view(gram, gram_len);
+            if cfg.check_finite && (0..tasks).any(|i| !g[i * tasks + i].is_finite()) {
+                return Err(Error::NonFinite);
+            }
+            let mut mode = cfg.mode();
+            let (_, st) = coefficients(g, tasks, &mut mode, view_mut(coef, coef_len))?;
+            diag.write(&cfg, tasks, g, st)
+        }
+    })())
+}
+
+/// Phase 3, merged only: `merged[n - lo]` for n in `lo..hi` (`merged_len`
+/// = hi - lo) from the coefficients of `pcgrad_coefficients` (`coef`,
+/// `coef_len` at least `pcgrad_coefficients_len(T)`), with `reduction` a
+/// `PCGRAD_REDUCTION_*` value. `tile` holds at least `pcgrad_tile_len(T)`
+/// doubles of scratch.
+///
+/// # Safety
+///
+/// As `pcgrad_gram_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_apply_merged_flat(
+    grads: *const f32,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    coef: *const f64,
+    coef_len: usize,
+    tasks: usize,
+    dim: usize,
+    reduction: u32,
+    lo: usize,
+    hi: usize,
+    merged: *mut f32,
+    merged_len: usize,
+    tile: *mut f64,
+    tile_len: usize,
+) -> pcgrad_status {
+    status((|| {
+        flat_shape(
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+        )?;
+        let red = reduction_of(reduction)?;
+        check_workspace(coef.cast_mut(), coef_len, engine::coefficients_len(tasks)?)?;
+        req(merged, merged_len)?;
+        check_workspace(tile, tile_len, engine::tile_len(tasks)?)?;
+        let ins = [
+            Region::of(grads, grads_len),
+            Region::of(segments, segments_len),
+            Region::of(has_grad, has_grad_len),
+            Region::of(coef, coef_len),
+        ];
+        let outs = [Region::of(merged, merged_len), Region::of(tile, tile_len)];
+        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        // SAFETY: every buffer passed `req`/`opt`; the outputs are disjoint
+        // from each other and from the inputs.
+        unsafe {
+            let layout = Layout::new(
+                tasks,
+                dim,
+                view(segments, segments_len),
+                mask(has_grad, has_grad_len)?,
+            )?;
+            let flat = Flat::new(layout, view(grads, grads_len))?;
+            let c = Coefficients::from_workspace(tasks, view(coef, coef_len))?;
+            engine::apply_merged(
+                &flat,
+                &c,
+                red,
+                lo,
+                hi,
+                view_mut(merged, merged_len),
+                view_mut(tile, tile_len),
+            )
+        }
+    })())
+}
+
+/// Phase 3 in place: writes the projected gradients over columns `lo..hi`
+/// of the row-major T x N buffer and, when `merged` is not NULL, the merged
+/// gradient (`merged_len` = hi - lo). Arguments as
+/// `pcgrad_apply_merged_flat`.
+///
+/// # Safety
+///
+/// As `pcgrad_gram_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_apply_projected_flat(
+    grads: *mut f32,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    coef: *const f64,
+    coef_len: usize,
+    tasks: usize,
+    dim: usize,
+    reduction: u32,
+    lo: usize,
+    hi: usize,
+    merged: *mut f32,
+    merged_len: usize,
+    tile: *mut f64,
+    tile_len: usize,
+) -> pcgrad_status {
+    status((|| {
+        flat_shape(
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+        )?;
+        let red = reduction_of(reduction)?;
+        check_workspace(coef.cast_mut(), coef_len, engine::coefficients_len(tasks)?)?;
+        let has_merged = opt(merged, merged_len)?;
+        check_workspace(tile, tile_len, engine::tile_len(tasks)?)?;
+        let ins = [
+            Region::of(segments, segments_len),
+            Region::of(has_grad, has_grad_len),
+            Region::of(coef, coef_len),
+        ];
+        let outs = [
+            Region::of(grads, grads_len),
+            Region::of(merged, merged_len),
+            Region::of(tile, tile_len),
+        ];
+        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        // SAFETY: every buffer passed `req`/`opt`; the outputs are disjoint
+        // from each other and from the inputs.
+        unsafe {
+            let layout = Layout::new(
+                tasks,
+                dim,
+                view(segments, segments_len),
+                mask(has_grad, has_grad_len)?,
+            )?;
+            let mut g = FlatMut::new(layout, view_mut(grads, grads_len))?;
+            let c = Coefficients::from_workspace(tasks, view(coef, coef_len))?;
+            let m = if has_merged {
+                Some(view_mut(merged, merged_len))
+            } else {
+                None
+            };
+            engine::apply_projected(&mut g, &c, red, lo, hi, m, view_mut(tile, tile_len))
+        }
+    })())
+}
