@@ -687,8 +687,8 @@ static void successes(void) {
               "workspace_len = 3 T^2 + 34 T + 32");
         for (size_t s = 0; s <= 9; s++)
             check(pcgrad_workspace_len_vars(t, s, &wv) == PCGRAD_OK &&
-                      wv == w + 2 * t * s + (t * s + 7) / 8,
-                  "workspace_len_vars = workspace_len + 2 T S + ceil(T S / 8)");
+                      wv == w + 2 * t * s + (t * s + 7) / 8 + 2 * s,
+                  "workspace_len_vars = workspace_len + 2 T S + ceil(T S / 8) + 2 S");
     }
 
     /* two 2-D gradients at 135 degrees: g0 = (1, 0), g1 = (-1, 1).

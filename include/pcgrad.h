@@ -21,7 +21,7 @@
  *  - has_grad: T * S bytes, 0 or 1
  *  - workspace (flat):          3 T^2 + 34 T + 32 doubles = pcgrad_workspace_len
  *  - workspace (per variable):  3 T^2 + 34 T + 32 + 2 T S + ceil(T S / 8)
- *                               doubles = pcgrad_workspace_len_vars
+ *                               + 2 S doubles = pcgrad_workspace_len_vars
  *  - diagnostic matrix: T * T doubles
  *  - phases: gram 2 T^2, coefficients T^2 + 2 T, tile 32 (T + 1) doubles
  */
@@ -255,7 +255,9 @@ enum pcgrad_status pcgrad_workspace_len(size_t tasks, size_t *out);
 /**
  * Writes the doubles of workspace that `pcgrad_merge_vars` and
  * `pcgrad_project_vars` need for `tasks` tasks and `vars` variables to
- * `*out`: `pcgrad_workspace_len(T)` + 2 T S + ceil(T S / 8).
+ * `*out`: `pcgrad_workspace_len(T)` + 2 T S + ceil(T S / 8) + 2 S. (The
+ * 2 S term is new in this release: the overlap check sorts the output
+ * buffers in the workspace, O(T S log(T S)) instead of O((T S)^2).)
  *
  * # Safety
  *

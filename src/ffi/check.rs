@@ -6,9 +6,10 @@ use core::ptr;
 use core::slice;
 
 use super::types::*;
-use crate::api::cosine_matrix;
+use crate::api::{cosine_matrix, PcGrad};
 use crate::engine::{Mode, Order, Reduction, Stats};
 use crate::error::{Error, Result};
+use crate::layout::{Flat, FlatMut, Layout};
 
 // ---------------------------------------------------------------------------
 // Pointer checks. Nothing here dereferences anything.
@@ -17,156 +18,194 @@ use crate::error::{Error, Result};
 /// that fits `isize` and does not wrap the address space.
 #[inline(always)]
 pub(super) fn req<T>(p: *const T, len: usize) -> Result<()> {
-    req_raw(p as usize, align_of::<T>(), size_of::<T>(), len)
+    check_ptr(p as usize, align_of::<T>(), size_of::<T>(), len, false).map(|_| ())
 }
 
-/// [`req`] on an address, an alignment (a power of two), an element size
-/// and a length: one copy for every element type.
-#[inline]
-pub(super) fn req_raw(addr: usize, align: usize, size: usize, len: usize) -> Result<()> {
+/// An optional buffer: NULL with length 0 is absent (false); otherwise as
+/// [`req`].
+#[inline(always)]
+pub(super) fn opt<T>(p: *const T, len: usize) -> Result<bool> {
+    check_ptr(p as usize, align_of::<T>(), size_of::<T>(), len, true)
+}
+
+/// The one pointer checker, on an address, an alignment (a power of two),
+/// an element size and a length: one copy for every element type. Returns
+/// whether the buffer is present (false only for an optional NULL with
+/// length 0).
+#[inline(never)]
+fn check_ptr(addr: usize, align: usize, size: usize, len: usize, optional: bool) -> Result<bool> {
     if addr == 0 {
-        return Err(Error::NullPointer);
+        return if optional && len == 0 {
+            Ok(false)
+        } else {
+            Err(Error::NullPointer)
+        };
     }
     if addr & (align - 1) != 0 {
         return Err(Error::Misaligned);
     }
     match len.checked_mul(size) {
-        Some(b) if b <= isize::MAX as usize && addr.checked_add(b).is_some() => Ok(()),
+        Some(b) if b <= isize::MAX as usize && addr.checked_add(b).is_some() => Ok(true),
         _ => Err(Error::Overflow),
     }
 }
 
-/// An optional buffer: NULL with length 0 is absent (false).
-#[inline(always)]
-pub(super) fn opt<T>(p: *const T, len: usize) -> Result<bool> {
-    opt_raw(p as usize, align_of::<T>(), size_of::<T>(), len)
-}
+// ---------------------------------------------------------------------------
+// The overlap check.
 
-/// [`opt`] on the arguments of [`req_raw`].
-#[inline(never)]
-pub(super) fn opt_raw(addr: usize, align: usize, size: usize, len: usize) -> Result<bool> {
-    if addr == 0 {
-        if len != 0 {
-            return Err(Error::NullPointer);
-        }
-        return Ok(false);
-    }
-    req_raw(addr, align, size, len).map(|()| true)
-}
-
-/// An address range, for the overlap checks.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Region {
-    pub(super) lo: usize,
-    pub(super) hi: usize,
-}
-
-impl Region {
-    /// `len` elements at `p` (already checked by [`req`]); NULL is empty.
-    #[inline(always)]
-    pub(super) fn of<T>(p: *const T, len: usize) -> Region {
-        Region::raw(p as usize, size_of::<T>(), len)
-    }
-
-    /// `len` elements of `size` bytes at `lo` (0 is empty): one copy for
-    /// every element type.
-    #[inline(never)]
-    pub(super) fn raw(lo: usize, size: usize, len: usize) -> Region {
-        if lo == 0 {
-            return Region { lo: 0, hi: 0 };
-        }
-        Region {
-            lo,
-            hi: lo.saturating_add(len.saturating_mul(size)),
-        }
-    }
-
-    pub(super) const EMPTY: Region = Region { lo: 0, hi: 0 };
-
-    pub(super) fn overlaps(self, o: Region) -> bool {
-        self.lo < self.hi && o.lo < o.hi && self.lo < o.hi && o.lo < self.hi
-    }
-}
-
-/// Calls a visitor with every region of a set; stops at the first error.
-pub(super) type Visit<'v> = dyn FnMut(Region) -> Result<()> + 'v;
-pub(super) type RegionSet<'s> = dyn Fn(&mut Visit<'_>) -> Result<()> + 's;
-
-/// Every output region must be disjoint from every input region and from
-/// every other output region.
-pub(super) fn disjoint(outs: &RegionSet<'_>, ins: &RegionSet<'_>) -> Result<()> {
-    let mut k = 0usize;
-    outs(&mut |o| {
-        ins(&mut |i| {
-            if o.overlaps(i) {
-                Err(Error::Overlap)
-            } else {
-                Ok(())
-            }
-        })?;
-        let mut m = 0usize;
-        outs(&mut |o2| {
-            let later = m > k;
-            m += 1;
-            if later && o.overlaps(o2) {
-                Err(Error::Overlap)
-            } else {
-                Ok(())
-            }
-        })?;
-        k += 1;
-        Ok(())
-    })
-}
-
-/// A buffer of a call as its address, element size and length, for
-/// [`disjoint_spans`]: cheaper to list than the [`Region`] it stands for.
-#[derive(Clone, Copy)]
+/// The bytes `lo..hi` of one buffer of a call; an empty buffer (NULL or
+/// length 0) is `0..0` and overlaps nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Span {
-    pub(super) addr: usize,
-    pub(super) size: usize,
-    pub(super) len: usize,
+    lo: usize,
+    hi: usize,
 }
+
+// The per-variable calls keep their output spans in the workspace.
+const _: () = assert!(align_of::<Span>() <= align_of::<f64>());
+const _: () = assert!(size_of::<Span>() == 2 * size_of::<usize>());
 
 impl Span {
-    /// `len` elements at `p` (NULL is empty).
+    /// No buffer.
+    pub(super) const EMPTY: Span = Span { lo: 0, hi: 0 };
+
+    /// `len` elements at `p` (already checked by [`req`] or [`opt`]).
     #[inline(always)]
     pub(super) fn of<T>(p: *const T, len: usize) -> Span {
-        Span {
-            addr: p as usize,
-            size: size_of::<T>(),
-            len,
-        }
+        Span::raw(p as usize, size_of::<T>(), len)
     }
 
     /// `p` when `used`, else nothing.
     #[inline(always)]
     pub(super) fn of_if<T>(used: bool, p: *const T, len: usize) -> Span {
-        Span::of(if used { p } else { ptr::null() }, len)
+        if used {
+            Span::of(p, len)
+        } else {
+            Span::EMPTY
+        }
     }
 
-    pub(super) fn region(&self) -> Region {
-        Region::raw(self.addr, self.size, self.len)
+    /// `len` elements of `size` bytes at `addr`: one copy for every
+    /// element type.
+    #[inline(never)]
+    fn raw(addr: usize, size: usize, len: usize) -> Span {
+        let hi = addr.saturating_add(len.saturating_mul(size));
+        if addr == 0 || hi == addr {
+            Span::EMPTY
+        } else {
+            Span { lo: addr, hi }
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        self.lo == self.hi
     }
 }
 
-/// [`disjoint`] for one list of buffers whose first `outs` are the
-/// outputs: each output must be disjoint from every other buffer.
+/// The one overlap check of the C ABI: every output must be disjoint from
+/// every other output and from every input (inputs may overlap each other).
+/// Sorts `outs` by address in place (the caller's storage), checks
+/// neighbours, then looks each input up by binary search:
+/// O((O + I) log O) for O outputs and I inputs.
 #[inline(never)]
-pub(super) fn disjoint_spans(spans: &[Span], outs: usize) -> Result<()> {
-    for (k, o) in spans.iter().take(outs).enumerate() {
-        let o = o.region();
-        for (j, s) in spans.iter().enumerate() {
-            if j != k && o.overlaps(s.region()) {
-                return Err(Error::Overlap);
-            }
+pub(super) fn disjoint(outs: &mut [Span], ins: &mut dyn Iterator<Item = Span>) -> Result<()> {
+    outs.sort_unstable_by_key(|s| s.lo);
+    // Empty spans are 0..0 and sort first.
+    let empty = outs.iter().take_while(|s| s.is_empty()).count();
+    let outs = &outs[empty..];
+    if outs.windows(2).any(|w| w[1].lo < w[0].hi) {
+        return Err(Error::Overlap);
+    }
+    // Disjoint and sorted by start, so sorted by end too: the first output
+    // that ends after an input starts is the only one that can overlap it
+    // first.
+    for i in ins.filter(|i| !i.is_empty()) {
+        let k = outs.partition_point(|o| o.hi <= i.lo);
+        if k < outs.len() && outs[k].lo < i.hi {
+            return Err(Error::Overlap);
         }
     }
     Ok(())
 }
 
-pub(super) fn each(rs: &[Region], f: &mut Visit<'_>) -> Result<()> {
-    rs.iter().try_for_each(|&r| f(r))
+/// [`disjoint`] over fixed lists (the flat and phase calls).
+#[inline(always)]
+pub(super) fn disjoint_fixed(outs: &mut [Span], ins: &[Span]) -> Result<()> {
+    disjoint(outs, &mut ins.iter().copied())
+}
+
+/// [`disjoint`] for outputs that cannot be copied into caller storage
+/// (`pcgrad_unflatten` has no workspace; `outs` lists them afresh on each
+/// call). Outputs in ascending address order (carved from one allocation,
+/// or allocated in turn) take O(O + O I); any other order is checked in
+/// stack chunks of 64, O(O^2 / 64 + O I). The same answer either way.
+pub(super) fn disjoint_unstored<I, F>(outs: F, ins: &[Span]) -> Result<()>
+where
+    I: Iterator<Item = Span>,
+    F: Fn() -> I,
+{
+    let mut end = 0;
+    if outs().filter(|o| !o.is_empty()).all(|o| {
+        let ok = o.lo >= end;
+        end = o.hi;
+        ok
+    }) {
+        // Pairwise disjoint; each input against each output.
+        for &i in ins {
+            let mut one = [i];
+            disjoint(&mut one, &mut outs())?;
+        }
+        return Ok(());
+    }
+    const CHUNK: usize = 64;
+    let mut buf = [Span::EMPTY; CHUNK];
+    let mut start = 0;
+    loop {
+        let mut n = 0;
+        for o in outs().skip(start).take(CHUNK) {
+            buf[n] = o;
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // This chunk against the inputs and every later output; the later
+        // outputs among themselves in their own chunks.
+        let later = outs().skip(start + n);
+        disjoint(&mut buf[..n], &mut ins.iter().copied().chain(later))?;
+        start += n;
+    }
+}
+
+/// Copies the spans of `outs` into the start of a per-variable call's
+/// workspace, for [`disjoint`] to sort.
+///
+/// # Safety
+///
+/// `workspace` passed [`req`] for `len` doubles, and its span has passed
+/// [`disjoint`] against every table that `outs` reads, so writing it
+/// changes nothing `outs` reads.
+pub(super) unsafe fn spans_in<'a>(
+    workspace: *mut f64,
+    len: usize,
+    outs: impl Iterator<Item = Span>,
+) -> Result<&'a mut [Span]> {
+    // No overflow: `len` doubles passed `req`, so their bytes fit `isize`.
+    let cap = len * size_of::<f64>() / size_of::<Span>();
+    let base = workspace.cast::<Span>();
+    let mut n = 0;
+    for s in outs {
+        if n == cap {
+            return Err(Error::WorkspaceTooSmall);
+        }
+        // SAFETY: `n < cap` spans fit in the `len` doubles of the workspace
+        // (a `Span` is no more aligned than an `f64`).
+        unsafe { ptr::write(base.add(n), s) };
+        n += 1;
+    }
+    // SAFETY: the first `n` spans were written just above; the workspace
+    // is the caller's scratch, referenced nowhere else during the check.
+    Ok(unsafe { slice::from_raw_parts_mut(base, n) })
 }
 
 /// A validated configuration, copied out of the caller's struct.
@@ -218,24 +257,33 @@ impl Config {
     }
 
     /// The regions the config reads (the struct itself, the order table).
-    pub(super) fn inputs(&self, config: *const pcgrad_config) -> [Region; 2] {
+    pub(super) fn inputs(&self, config: *const pcgrad_config) -> [Span; 2] {
         [
-            Region::of(config, 1),
-            if self.uses_table {
-                Region::of(self.raw.order_table, self.raw.order_table_len)
-            } else {
-                Region::EMPTY
-            },
+            Span::of(config, 1),
+            Span::of_if(
+                self.uses_table,
+                self.raw.order_table,
+                self.raw.order_table_len,
+            ),
         ]
     }
 
     /// The region the config writes (the PRNG state).
-    pub(super) fn output(&self) -> Region {
-        if self.uses_rng {
-            Region::of(self.raw.rng, 1)
-        } else {
-            Region::EMPTY
-        }
+    pub(super) fn output(&self) -> Span {
+        Span::of_if(self.uses_rng, self.raw.rng, 1)
+    }
+
+    /// The one-call projection this config describes.
+    ///
+    /// # Safety
+    ///
+    /// As [`Config::mode`].
+    pub(super) unsafe fn pcgrad<'a>(&self) -> PcGrad<'a> {
+        // SAFETY: forwarded to the caller.
+        PcGrad::with_mode(unsafe { self.mode() })
+            .reduction(self.reduction)
+            .check_finite(self.check_finite)
+            .threads(self.raw.threads)
     }
 
     /// The projection mode.
@@ -313,10 +361,10 @@ impl Diag {
         Ok(())
     }
 
-    pub(super) fn regions(&self) -> [Region; 2] {
+    pub(super) fn spans(&self) -> [Span; 2] {
         [
-            Region::of(self.stats, usize::from(!self.stats.is_null())),
-            Region::of(self.matrix, self.matrix_len),
+            Span::of(self.stats, 1),
+            Span::of(self.matrix, self.matrix_len),
         ]
     }
 
@@ -408,28 +456,202 @@ pub(super) unsafe fn view_mut<'a, T>(p: *mut T, len: usize) -> &'a mut [T] {
     }
 }
 
-/// Checks the shape arguments shared by the flat entry points.
-pub(super) fn flat_shape(
+/// The shape arguments of the flat entry points, checked once: the T x N
+/// gradient buffer, the optional segment lengths and has_grad mask.
+pub(super) struct FlatArgs {
     grads: *const f32,
     grads_len: usize,
     segments: *const usize,
     segments_len: usize,
     has_grad: *const u8,
     has_grad_len: usize,
-    tasks: usize,
+    /// T.
+    pub(super) tasks: usize,
     dim: usize,
-) -> Result<()> {
-    req(grads, grads_len)?;
-    opt(segments, segments_len)?;
-    opt(has_grad, has_grad_len)?;
-    if tasks == 0 {
-        return Err(Error::NoTasks);
+}
+
+impl FlatArgs {
+    /// Checks the pointers, T > 0 and `grads_len` = T * N.
+    pub(super) fn check(
+        grads: *const f32,
+        grads_len: usize,
+        segments: *const usize,
+        segments_len: usize,
+        has_grad: *const u8,
+        has_grad_len: usize,
+        tasks: usize,
+        dim: usize,
+    ) -> Result<FlatArgs> {
+        req(grads, grads_len)?;
+        opt(segments, segments_len)?;
+        opt(has_grad, has_grad_len)?;
+        if tasks == 0 {
+            return Err(Error::NoTasks);
+        }
+        let tn = tasks.checked_mul(dim).ok_or(Error::Overflow)?;
+        if grads_len != tn {
+            return Err(Error::LengthMismatch);
+        }
+        Ok(FlatArgs {
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+        })
     }
-    let tn = tasks.checked_mul(dim).ok_or(Error::Overflow)?;
-    if grads_len != tn {
-        return Err(Error::LengthMismatch);
+
+    /// The gradient buffer.
+    pub(super) fn grads(&self) -> Span {
+        Span::of(self.grads, self.grads_len)
     }
-    Ok(())
+
+    /// The read-only shape buffers (segments, has_grad).
+    pub(super) fn shape(&self) -> [Span; 2] {
+        [
+            Span::of(self.segments, self.segments_len),
+            Span::of(self.has_grad, self.has_grad_len),
+        ]
+    }
+
+    /// The layout, after checking every mask byte.
+    ///
+    /// # Safety
+    ///
+    /// The shape buffers stay valid and unwritten for `'a`.
+    pub(super) unsafe fn layout<'a>(&self) -> Result<Layout<'a>> {
+        // SAFETY: checked by `opt`, read-only (the caller's promise).
+        unsafe {
+            let segs = view(self.segments, self.segments_len);
+            let hg = mask(self.has_grad, self.has_grad_len)?;
+            Layout::new(self.tasks, self.dim, segs, hg)
+        }
+    }
+
+    /// The gradients, read-only.
+    ///
+    /// # Safety
+    ///
+    /// As [`FlatArgs::layout`], and the gradients are not written for `'a`.
+    pub(super) unsafe fn flat<'a>(&self) -> Result<Flat<'a, f32>> {
+        // SAFETY: forwarded; `grads` passed `req`.
+        unsafe { Flat::new(self.layout()?, view(self.grads, self.grads_len)) }
+    }
+
+    /// The gradients, written in place.
+    ///
+    /// # Safety
+    ///
+    /// As [`FlatArgs::layout`]; `grads` was passed as a `*mut f32` and is
+    /// disjoint from every other buffer of the call (overlap check).
+    pub(super) unsafe fn flat_mut<'a>(&self) -> Result<FlatMut<'a, f32>> {
+        // SAFETY: forwarded; `grads` passed `req`.
+        unsafe {
+            FlatMut::new(
+                self.layout()?,
+                view_mut(self.grads.cast_mut(), self.grads_len),
+            )
+        }
+    }
+}
+
+/// The T x S table of per-variable buffers and the S segment lengths,
+/// checked once (as [`FlatArgs`] for the flat calls).
+pub(super) struct VarsArgs<'a> {
+    /// The T x S pointers, row-major by task (NULL: no gradient).
+    pub(super) vars: &'a [*const f32],
+    /// The S variable lengths.
+    pub(super) segs: &'a [usize],
+    /// N, the sum of the lengths.
+    pub(super) dim: usize,
+    table: Span,
+}
+
+impl<'a> VarsArgs<'a> {
+    /// Checks both tables, T > 0, `vars_len` = T * S, that N fits and
+    /// every present buffer. `segments` is required.
+    ///
+    /// # Safety
+    ///
+    /// The tables hold the lengths given and are not written for `'a`.
+    pub(super) unsafe fn check(
+        vars: *const *const f32,
+        vars_len: usize,
+        segments: *const usize,
+        segments_len: usize,
+        tasks: usize,
+    ) -> Result<VarsArgs<'a>> {
+        req(vars, vars_len)?;
+        req(segments, segments_len)?;
+        if tasks == 0 {
+            return Err(Error::NoTasks);
+        }
+        let cells = tasks.checked_mul(segments_len).ok_or(Error::Overflow)?;
+        if vars_len != cells {
+            return Err(Error::LengthMismatch);
+        }
+        // SAFETY: checked by `req` above; read-only.
+        let (vs, segs) = unsafe { (view(vars, vars_len), view(segments, segments_len)) };
+        let mut dim: usize = 0;
+        for &len in segs {
+            dim = dim.checked_add(len).ok_or(Error::Overflow)?;
+        }
+        for (c, &p) in vs.iter().enumerate() {
+            if !p.is_null() {
+                req(p, segs[c % segments_len])?;
+            }
+        }
+        Ok(VarsArgs {
+            vars: vs,
+            segs,
+            dim,
+            table: Span::of(vars, vars_len),
+        })
+    }
+
+    /// The two tables.
+    pub(super) fn tables(&self) -> [Span; 2] {
+        [self.table, Span::of(self.segs.as_ptr(), self.segs.len())]
+    }
+
+    /// Every present variable buffer.
+    pub(super) fn buffers(&self) -> impl Iterator<Item = Span> + 'a {
+        let segs = self.segs;
+        self.vars
+            .iter()
+            .enumerate()
+            .map(move |(c, &p)| Span::of(p, segs[c % segs.len()]))
+    }
+}
+
+/// Checks an S-entry table of output pointers (none NULL) against the
+/// segment lengths.
+///
+/// # Safety
+///
+/// `outs` passed `req` or `opt` for S pointers and is only read.
+pub(super) unsafe fn outs_table<'a>(
+    outs: *const *mut f32,
+    segs: &[usize],
+) -> Result<&'a [*mut f32]> {
+    // SAFETY: the caller checked `outs` for S pointers with `req` or `opt`
+    // (NULL gives an empty table); read-only.
+    let ptrs = unsafe { view(outs, if outs.is_null() { 0 } else { segs.len() }) };
+    for (k, &p) in ptrs.iter().enumerate() {
+        req(p, segs[k])?;
+    }
+    Ok(ptrs)
+}
+
+/// The spans of an output table from [`outs_table`].
+pub(super) fn out_spans<'a>(
+    ptrs: &'a [*mut f32],
+    segs: &'a [usize],
+) -> impl Iterator<Item = Span> + 'a {
+    ptrs.iter().zip(segs).map(|(&p, &len)| Span::of(p, len))
 }
 
 pub(super) fn check_workspace(workspace: *mut f64, len: usize, need: usize) -> Result<()> {

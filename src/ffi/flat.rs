@@ -2,9 +2,6 @@
 
 use super::check::*;
 use super::types::*;
-use crate::api::PcGrad;
-use crate::error::Result;
-use crate::layout::{Flat, FlatMut, Layout};
 
 // ---------------------------------------------------------------------------
 // One call per training step, flat T x N buffer.
@@ -48,12 +45,8 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
     workspace_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        // The checks run in frames of their own, which are gone before the
-        // passes run: a smaller stack high-water mark.
         let cfg = Config::read(config)?;
-        check_merge_flat(
-            &cfg,
-            config,
+        let f = FlatArgs::check(
             grads,
             grads_len,
             segments,
@@ -62,98 +55,32 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
             has_grad_len,
             tasks,
             dim,
-            merged,
-            merged_len,
-            stats,
-            matrix,
-            matrix_len,
-            workspace,
-            workspace_len,
         )?;
-        let diag = Diag {
-            stats,
-            matrix,
-            matrix_len,
-        };
+        req(merged, merged_len)?;
+        let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
+        check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
+        let ([d0, d1], [c0, c1], [s0, s1]) = (diag.spans(), cfg.inputs(config), f.shape());
+        let mut outs = [
+            Span::of(merged, merged_len),
+            Span::of(workspace, workspace_len),
+            d0,
+            d1,
+            cfg.output(),
+        ];
+        disjoint_fixed(&mut outs, &[c0, c1, f.grads(), s0, s1])?;
         // SAFETY: every buffer passed `req`/`opt` (non-NULL, aligned, size
         // in range) for its length and the outputs are disjoint from each
         // other and from the inputs, so the shared and mutable slices below
         // never alias.
         unsafe {
-            let segs = view(segments, segments_len);
-            let hg = mask(has_grad, has_grad_len)?;
-            let layout = Layout::new(tasks, dim, segs, hg)?;
-            let flat = Flat::new(layout, view(grads, grads_len))?;
+            let flat = f.flat()?;
             let ws = view_mut(workspace, workspace_len);
-            let mut pc = pcgrad_of(&cfg);
-            let st = pc.merge(&flat, view_mut(merged, merged_len), ws)?;
+            let st = cfg
+                .pcgrad()
+                .merge(&flat, view_mut(merged, merged_len), ws)?;
             diag.write(&cfg, tasks, ws, st)
         }
     })())
-}
-
-/// The argument checks of [`pcgrad_merge_flat`] after the config (read by
-/// the caller first, as `cfg`): the shapes, every pointer, and the
-/// disjointness of the outputs from each other and from the inputs.
-#[inline(never)]
-pub(super) fn check_merge_flat(
-    cfg: &Config,
-    config: *const pcgrad_config,
-    grads: *const f32,
-    grads_len: usize,
-    segments: *const usize,
-    segments_len: usize,
-    has_grad: *const u8,
-    has_grad_len: usize,
-    tasks: usize,
-    dim: usize,
-    merged: *mut f32,
-    merged_len: usize,
-    stats: *mut pcgrad_stats,
-    matrix: *mut f64,
-    matrix_len: usize,
-    workspace: *mut f64,
-    workspace_len: usize,
-) -> Result<()> {
-    flat_shape(
-        grads,
-        grads_len,
-        segments,
-        segments_len,
-        has_grad,
-        has_grad_len,
-        tasks,
-        dim,
-    )?;
-    req(merged, merged_len)?;
-    Diag::validate(stats, matrix, matrix_len, tasks)?;
-    check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
-    let raw = &cfg.raw;
-    disjoint_spans(
-        &[
-            Span::of(merged, merged_len),
-            Span::of(workspace, workspace_len),
-            Span::of(stats, 1),
-            Span::of(matrix, matrix_len),
-            Span::of_if(cfg.uses_rng, raw.rng, 1),
-            Span::of(config, 1),
-            Span::of_if(cfg.uses_table, raw.order_table, raw.order_table_len),
-            Span::of(grads, grads_len),
-            Span::of(segments, segments_len),
-            Span::of(has_grad, has_grad_len),
-        ],
-        5,
-    )
-}
-
-pub(super) fn pcgrad_of<'a>(cfg: &Config) -> PcGrad<'a> {
-    // SAFETY: every caller has checked the config's buffers and their
-    // overlaps with the call's other buffers before calling this.
-    let mode = unsafe { cfg.mode() };
-    PcGrad::with_mode(mode)
-        .reduction(cfg.reduction)
-        .check_finite(cfg.check_finite)
-        .threads(cfg.raw.threads)
 }
 
 /// Projects a contiguous row-major T x N gradient buffer **in place** (each
@@ -186,7 +113,7 @@ pub unsafe extern "C" fn pcgrad_project_flat(
 ) -> pcgrad_status {
     status((|| {
         let cfg = Config::read(config)?;
-        flat_shape(
+        let f = FlatArgs::check(
             grads,
             grads_len,
             segments,
@@ -199,37 +126,27 @@ pub unsafe extern "C" fn pcgrad_project_flat(
         let has_merged = opt(merged, merged_len)?;
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
         check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
-        let raw = &cfg.raw;
-        disjoint_spans(
-            &[
-                Span::of(grads, grads_len),
-                Span::of(merged, merged_len),
-                Span::of(workspace, workspace_len),
-                Span::of(stats, 1),
-                Span::of(matrix, matrix_len),
-                Span::of_if(cfg.uses_rng, raw.rng, 1),
-                Span::of(config, 1),
-                Span::of_if(cfg.uses_table, raw.order_table, raw.order_table_len),
-                Span::of(segments, segments_len),
-                Span::of(has_grad, has_grad_len),
-            ],
-            6,
-        )?;
+        let ([d0, d1], [c0, c1], [s0, s1]) = (diag.spans(), cfg.inputs(config), f.shape());
+        let mut outs = [
+            f.grads(),
+            Span::of(merged, merged_len),
+            Span::of(workspace, workspace_len),
+            d0,
+            d1,
+            cfg.output(),
+        ];
+        disjoint_fixed(&mut outs, &[c0, c1, s0, s1])?;
         // SAFETY: as in `pcgrad_merge_flat`; `grads` is an output here,
         // disjoint from every other buffer.
         unsafe {
-            let segs = view(segments, segments_len);
-            let hg = mask(has_grad, has_grad_len)?;
-            let layout = Layout::new(tasks, dim, segs, hg)?;
-            let mut g = FlatMut::new(layout, view_mut(grads, grads_len))?;
+            let mut g = f.flat_mut()?;
             let ws = view_mut(workspace, workspace_len);
             let m = if has_merged {
                 Some(view_mut(merged, merged_len))
             } else {
                 None
             };
-            let mut pc = pcgrad_of(&cfg);
-            let st = pc.project(&mut g, m, ws)?;
+            let st = cfg.pcgrad().project(&mut g, m, ws)?;
             diag.write(&cfg, tasks, ws, st)
         }
     })())

@@ -6,7 +6,6 @@ use super::check::*;
 use super::types::*;
 use crate::engine::{self, coefficients, Coefficients};
 use crate::error::Error;
-use crate::layout::{Flat, FlatMut, Layout};
 
 // ---------------------------------------------------------------------------
 // The three phases, for sharding N across threads or machines (flat
@@ -42,7 +41,7 @@ pub unsafe extern "C" fn pcgrad_gram_flat(
     gram_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        flat_shape(
+        let f = FlatArgs::check(
             grads,
             grads_len,
             segments,
@@ -53,25 +52,11 @@ pub unsafe extern "C" fn pcgrad_gram_flat(
             dim,
         )?;
         check_workspace(gram, gram_len, engine::gram_workspace_len(tasks)?)?;
-        let ins = [
-            Region::of(grads, grads_len),
-            Region::of(segments, segments_len),
-            Region::of(has_grad, has_grad_len),
-        ];
-        let outs = [Region::of(gram, gram_len)];
-        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        let [s0, s1] = f.shape();
+        disjoint_fixed(&mut [Span::of(gram, gram_len)], &[f.grads(), s0, s1])?;
         // SAFETY: every buffer passed `req`/`opt`; the output is disjoint
         // from the inputs.
-        unsafe {
-            let layout = Layout::new(
-                tasks,
-                dim,
-                view(segments, segments_len),
-                mask(has_grad, has_grad_len)?,
-            )?;
-            let flat = Flat::new(layout, view(grads, grads_len))?;
-            engine::accumulate_gram(&flat, lo, hi, view_mut(gram, gram_len))
-        }
+        unsafe { engine::accumulate_gram(&f.flat()?, lo, hi, view_mut(gram, gram_len)) }
     })())
 }
 
@@ -101,9 +86,10 @@ pub unsafe extern "C" fn pcgrad_gram_combine(
         if partial_len < tt || gram_len < tt {
             return Err(Error::LengthMismatch);
         }
-        let outs = [Region::of(gram, gram_len)];
-        let ins = [Region::of(partial, partial_len)];
-        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        disjoint_fixed(
+            &mut [Span::of(gram, gram_len)],
+            &[Span::of(partial, partial_len)],
+        )?;
         // SAFETY: both passed `req`; they are disjoint.
         let (p, g) = unsafe { (view(partial, tt), view_mut(gram, tt)) };
         for (g, &p) in g.iter_mut().zip(p) {
@@ -144,11 +130,9 @@ pub unsafe extern "C" fn pcgrad_coefficients(
             return Err(Error::LengthMismatch);
         }
         check_workspace(coef, coef_len, engine::coefficients_len(tasks)?)?;
-        let [d0, _] = diag.regions();
-        let [c0, c1] = cfg.inputs(config);
-        let outs = [Region::of(coef, coef_len), d0, cfg.output()];
-        let ins = [c0, c1, Region::of(gram, gram_len)];
-        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        let ([d0, _], [c0, c1]) = (diag.spans(), cfg.inputs(config));
+        let mut outs = [Span::of(coef, coef_len), d0, cfg.output()];
+        disjoint_fixed(&mut outs, &[c0, c1, Span::of(gram, gram_len)])?;
         // SAFETY: every buffer passed `req`; the outputs are disjoint from
         // each other and from the inputs.
         unsafe {
@@ -193,7 +177,7 @@ pub unsafe extern "C" fn pcgrad_apply_merged_flat(
     tile_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        flat_shape(
+        let f = FlatArgs::check(
             grads,
             grads_len,
             segments,
@@ -207,34 +191,16 @@ pub unsafe extern "C" fn pcgrad_apply_merged_flat(
         check_workspace(coef.cast_mut(), coef_len, engine::coefficients_len(tasks)?)?;
         req(merged, merged_len)?;
         check_workspace(tile, tile_len, engine::tile_len(tasks)?)?;
-        let ins = [
-            Region::of(grads, grads_len),
-            Region::of(segments, segments_len),
-            Region::of(has_grad, has_grad_len),
-            Region::of(coef, coef_len),
-        ];
-        let outs = [Region::of(merged, merged_len), Region::of(tile, tile_len)];
-        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        let [s0, s1] = f.shape();
+        let mut outs = [Span::of(merged, merged_len), Span::of(tile, tile_len)];
+        disjoint_fixed(&mut outs, &[f.grads(), s0, s1, Span::of(coef, coef_len)])?;
         // SAFETY: every buffer passed `req`/`opt`; the outputs are disjoint
         // from each other and from the inputs.
         unsafe {
-            let layout = Layout::new(
-                tasks,
-                dim,
-                view(segments, segments_len),
-                mask(has_grad, has_grad_len)?,
-            )?;
-            let flat = Flat::new(layout, view(grads, grads_len))?;
+            let flat = f.flat()?;
             let c = Coefficients::from_workspace(tasks, view(coef, coef_len))?;
-            engine::apply_merged(
-                &flat,
-                &c,
-                red,
-                lo,
-                hi,
-                view_mut(merged, merged_len),
-                view_mut(tile, tile_len),
-            )
+            let (m, t) = (view_mut(merged, merged_len), view_mut(tile, tile_len));
+            engine::apply_merged(&flat, &c, red, lo, hi, m, t)
         }
     })())
 }
@@ -268,7 +234,7 @@ pub unsafe extern "C" fn pcgrad_apply_projected_flat(
     tile_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        flat_shape(
+        let f = FlatArgs::check(
             grads,
             grads_len,
             segments,
@@ -282,27 +248,17 @@ pub unsafe extern "C" fn pcgrad_apply_projected_flat(
         check_workspace(coef.cast_mut(), coef_len, engine::coefficients_len(tasks)?)?;
         let has_merged = opt(merged, merged_len)?;
         check_workspace(tile, tile_len, engine::tile_len(tasks)?)?;
-        let ins = [
-            Region::of(segments, segments_len),
-            Region::of(has_grad, has_grad_len),
-            Region::of(coef, coef_len),
+        let [s0, s1] = f.shape();
+        let mut outs = [
+            f.grads(),
+            Span::of(merged, merged_len),
+            Span::of(tile, tile_len),
         ];
-        let outs = [
-            Region::of(grads, grads_len),
-            Region::of(merged, merged_len),
-            Region::of(tile, tile_len),
-        ];
-        disjoint(&|f| each(&outs, f), &|f| each(&ins, f))?;
+        disjoint_fixed(&mut outs, &[s0, s1, Span::of(coef, coef_len)])?;
         // SAFETY: every buffer passed `req`/`opt`; the outputs are disjoint
         // from each other and from the inputs.
         unsafe {
-            let layout = Layout::new(
-                tasks,
-                dim,
-                view(segments, segments_len),
-                mask(has_grad, has_grad_len)?,
-            )?;
-            let mut g = FlatMut::new(layout, view_mut(grads, grads_len))?;
+            let mut g = f.flat_mut()?;
             let c = Coefficients::from_workspace(tasks, view(coef, coef_len))?;
             let m = if has_merged {
                 Some(view_mut(merged, merged_len))

@@ -33,26 +33,32 @@ pub unsafe extern "C" fn pcgrad_workspace_len(tasks: usize, out: *mut usize) -> 
     put(out, workspace_len(tasks))
 }
 
-/// Extra doubles the per-variable entry points need per (task, variable)
-/// cell beyond `pcgrad_workspace_len`: 2 for a slice reference each, plus
-/// one byte of mask (rounded up to doubles).
-pub(super) fn vars_extra(cells: usize) -> Result<usize> {
+/// Extra doubles the per-variable entry points need beyond
+/// `pcgrad_workspace_len` for `cells` = T S (task, variable) cells and S
+/// variables: 2 per cell for a slice reference, one byte of mask per cell
+/// (rounded up to doubles), and 2 per variable so that the overlap check
+/// can sort the T S + S + 4 output spans (two words each) in place.
+pub(super) fn vars_extra(cells: usize, vars: usize) -> Result<usize> {
     cells
         .checked_mul(2)
         .and_then(|x| x.checked_add(cells.div_ceil(8)))
+        .and_then(|x| x.checked_add(vars.checked_mul(2)?))
         .ok_or(Error::Overflow)
 }
 
+/// The workspace of the per-variable calls, in doubles.
 pub(super) fn workspace_len_vars(tasks: usize, vars: usize) -> Result<usize> {
     let cells = tasks.checked_mul(vars).ok_or(Error::Overflow)?;
     workspace_len(tasks)?
-        .checked_add(vars_extra(cells)?)
+        .checked_add(vars_extra(cells, vars)?)
         .ok_or(Error::Overflow)
 }
 
 /// Writes the doubles of workspace that `pcgrad_merge_vars` and
 /// `pcgrad_project_vars` need for `tasks` tasks and `vars` variables to
-/// `*out`: `pcgrad_workspace_len(T)` + 2 T S + ceil(T S / 8).
+/// `*out`: `pcgrad_workspace_len(T)` + 2 T S + ceil(T S / 8) + 2 S. (The
+/// 2 S term is new in this release: the overlap check sorts the output
+/// buffers in the workspace, O(T S log(T S)) instead of O((T S)^2).)
 ///
 /// # Safety
 ///

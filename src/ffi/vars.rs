@@ -6,7 +6,6 @@ use core::ptr;
 use core::slice;
 
 use super::check::*;
-use super::flat::*;
 use super::sizes::*;
 use super::types::*;
 use crate::api::split_rest;
@@ -23,61 +22,6 @@ use crate::layout::{Gradients, PerVariable, PerVariableMut};
 const _: () = assert!(size_of::<Option<&[f32]>>() <= 2 * size_of::<f64>());
 const _: () = assert!(align_of::<Option<&[f32]>>() <= align_of::<f64>());
 const _: () = assert!(size_of::<Option<&mut [f32]>>() == size_of::<Option<&[f32]>>());
-
-/// Checks a per-variable problem: the T x S pointer table, the segment
-/// lengths and every present buffer. Returns N.
-///
-/// # Safety
-///
-/// `vars` passed `req` for `vars_len` pointers and `segments` for
-/// `segments_len` lengths.
-pub(super) unsafe fn vars_shape(
-    vars: *const *const f32,
-    vars_len: usize,
-    segments: *const usize,
-    segments_len: usize,
-    tasks: usize,
-) -> Result<usize> {
-    if tasks == 0 {
-        return Err(Error::NoTasks);
-    }
-    let cells = tasks.checked_mul(segments_len).ok_or(Error::Overflow)?;
-    if vars_len != cells {
-        return Err(Error::LengthMismatch);
-    }
-    // SAFETY: checked by the caller; read-only.
-    let (vs, segs) = unsafe { (view(vars, vars_len), view(segments, segments_len)) };
-    let mut n: usize = 0;
-    for &len in segs {
-        n = n.checked_add(len).ok_or(Error::Overflow)?;
-    }
-    for (c, &p) in vs.iter().enumerate() {
-        if !p.is_null() {
-            req(p, segs[c % segments_len])?;
-        }
-    }
-    Ok(n)
-}
-
-/// Every present buffer of the T x S table, as regions.
-///
-/// # Safety
-///
-/// As [`vars_shape`], which has succeeded.
-pub(super) unsafe fn var_regions<T>(
-    vars: *const *const T,
-    segments: *const usize,
-    s: usize,
-    cells: usize,
-    f: &mut Visit<'_>,
-) -> Result<()> {
-    // SAFETY: checked by the caller; read-only.
-    let (vs, segs) = unsafe { (view(vars, cells), view(segments, s)) };
-    for (c, &p) in vs.iter().enumerate() {
-        f(Region::of(p, segs[c % s]))?;
-    }
-    Ok(())
-}
 
 /// Splits the workspace of a per-variable call into the `f64` part, a
 /// `[Option<&[f32]>]` (or `&mut`) table of `cells` entries filled by
@@ -133,7 +77,9 @@ where
     A: FnMut(&mut G, &Coefficients<'_>, usize, usize, usize, &mut [f64]) -> Result<()>,
 {
     let t = grads.layout().tasks();
-    let (off, stats) = pcgrad_of(cfg).prepare(&*grads, ws)?;
+    // SAFETY: the caller has checked the config's buffers and their
+    // overlaps with the call's other buffers.
+    let (off, stats) = unsafe { cfg.pcgrad() }.prepare(&*grads, ws)?;
     let (coef_ws, tile) = split_rest(ws, off, engine::coefficients_len(t)?)?;
     let coef = Coefficients::from_workspace(t, coef_ws)?;
     let mut lo = 0;
@@ -184,53 +130,36 @@ pub unsafe extern "C" fn pcgrad_merge_vars(
 ) -> pcgrad_status {
     status((|| {
         let cfg = Config::read(config)?;
-        req(grads, grads_len)?;
-        req(segments, segments_len)?;
+        // SAFETY: the caller promises the table lengths.
+        let g = unsafe { VarsArgs::check(grads, grads_len, segments, segments_len, tasks)? };
         req(merged, merged_len)?;
-        // SAFETY: `grads` and `segments` passed `req`.
-        let _n = unsafe { vars_shape(grads, grads_len, segments, segments_len, tasks)? };
-        let s = segments_len;
+        let s = g.segs.len();
         if merged_len != s {
             return Err(Error::LengthMismatch);
         }
-        // SAFETY: `merged` passed `req`; read-only.
-        let outs_ptrs = unsafe { view(merged, merged_len) };
-        for (k, &p) in outs_ptrs.iter().enumerate() {
-            // SAFETY: `segments` passed `req` for S entries.
-            req(p, unsafe { *segments.add(k) })?;
-        }
+        // SAFETY: `merged` passed `req` for S pointers.
+        let outs_ptrs = unsafe { outs_table(merged, g.segs)? };
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
-        let base = crate::workspace_len(tasks)?;
-        let cells = grads_len;
         check_workspace(workspace, workspace_len, workspace_len_vars(tasks, s)?)?;
-        let [d0, d1] = diag.regions();
-        let [c0, c1] = cfg.inputs(config);
-        let fixed_outs = [Region::of(workspace, workspace_len), d0, d1, cfg.output()];
-        let fixed_ins = [
-            c0,
-            c1,
-            Region::of(grads, grads_len),
-            Region::of(segments, segments_len),
-            Region::of(merged, merged_len),
-        ];
-        // SAFETY (both closures): the tables passed `vars_shape` / `req`.
-        let outs = |f: &mut Visit<'_>| {
-            each(&fixed_outs, f)?;
-            unsafe { var_regions(merged.cast::<*const f32>(), segments, s, s, f) }
-        };
-        let ins = |f: &mut Visit<'_>| {
-            each(&fixed_ins, f)?;
-            unsafe { var_regions(grads, segments, s, cells, f) }
-        };
-        disjoint(&outs, &ins)?;
+        let ([d0, d1], [c0, c1], [t0, t1]) = (diag.spans(), cfg.inputs(config), g.tables());
+        let fixed_outs = [Span::of(workspace, workspace_len), d0, d1, cfg.output()];
+        let fixed_ins = [c0, c1, t0, t1, Span::of(merged, merged_len)];
+        // The workspace holds the output spans while they are checked:
+        // first make sure that writing it changes no table.
+        disjoint_fixed(&mut { fixed_outs }, &fixed_ins)?;
+        let all_outs = fixed_outs.into_iter().chain(out_spans(outs_ptrs, g.segs));
+        // SAFETY: the workspace passed `req` and is disjoint from the
+        // tables the spans are read from.
+        let outs = unsafe { spans_in(workspace, workspace_len, all_outs)? };
+        disjoint(outs, &mut fixed_ins.into_iter().chain(g.buffers()))?;
         // SAFETY: every buffer passed `req`/`opt` for its length, the
         // outputs (each merged buffer, the workspace, the diagnostics, the
         // PRNG) are disjoint from each other and from every input, so no
         // mutable slice below aliases another slice.
         unsafe {
-            let segs = view(segments, segments_len);
-            let vs = view(grads, grads_len);
-            let (ws, tab, m) = split_vars_ws(workspace, base, cells, |c| {
+            let base = crate::workspace_len(tasks)?;
+            let (vs, segs) = (g.vars, g.segs);
+            let (ws, tab, m) = split_vars_ws(workspace, base, vs.len(), |c| {
                 let p = vs[c];
                 if p.is_null() {
                     None
@@ -238,8 +167,8 @@ pub unsafe extern "C" fn pcgrad_merge_vars(
                     Some(slice::from_raw_parts(p, segs[c % s]))
                 }
             });
-            let mut g = PerVariable::new(tasks, segs, &*tab, m)?;
-            let st = run_vars(&cfg, &mut g, segs, ws, |g, coef, k, lo, hi, tile| {
+            let mut pg = PerVariable::new(tasks, segs, &*tab, m)?;
+            let st = run_vars(&cfg, &mut pg, segs, ws, |g, coef, k, lo, hi, tile| {
                 let out = view_mut(outs_ptrs[k], segs[k]);
                 engine::apply_merged(&*g, coef, cfg.reduction, lo, hi, out, tile)
             })?;
@@ -275,61 +204,46 @@ pub unsafe extern "C" fn pcgrad_project_vars(
 ) -> pcgrad_status {
     status((|| {
         let cfg = Config::read(config)?;
-        req(grads, grads_len)?;
-        req(segments, segments_len)?;
-        let has_merged = opt(merged, merged_len)?;
         let gconst = grads.cast::<*const f32>();
-        // SAFETY: `grads` and `segments` passed `req`.
-        let _n = unsafe { vars_shape(gconst, grads_len, segments, segments_len, tasks)? };
-        let s = segments_len;
+        // SAFETY: the caller promises the table lengths.
+        let g = unsafe { VarsArgs::check(gconst, grads_len, segments, segments_len, tasks)? };
+        let has_merged = opt(merged, merged_len)?;
+        let s = g.segs.len();
         if has_merged && merged_len != s {
             return Err(Error::LengthMismatch);
         }
-        // SAFETY: `merged` passed `opt`; read-only.
-        let outs_ptrs = unsafe { view(merged, merged_len) };
-        for (k, &p) in outs_ptrs.iter().enumerate() {
-            // SAFETY: `segments` passed `req` for S entries.
-            req(p, unsafe { *segments.add(k) })?;
-        }
+        // SAFETY: `merged` passed `opt` for S pointers (NULL: none).
+        let outs_ptrs = unsafe { outs_table(merged, g.segs)? };
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
-        let base = crate::workspace_len(tasks)?;
-        let cells = grads_len;
         check_workspace(workspace, workspace_len, workspace_len_vars(tasks, s)?)?;
-        let [d0, d1] = diag.regions();
-        let [c0, c1] = cfg.inputs(config);
-        let fixed_outs = [Region::of(workspace, workspace_len), d0, d1, cfg.output()];
-        let fixed_ins = [
-            c0,
-            c1,
-            Region::of(grads, grads_len),
-            Region::of(segments, segments_len),
-            Region::of(merged, merged_len),
-        ];
-        // SAFETY (closure): the tables passed `vars_shape` / `opt`.
-        let outs = |f: &mut Visit<'_>| {
-            each(&fixed_outs, f)?;
-            unsafe {
-                var_regions(merged.cast::<*const f32>(), segments, s, merged_len, f)?;
-                var_regions(gconst, segments, s, cells, f)
-            }
-        };
-        disjoint(&outs, &|f| each(&fixed_ins, f))?;
+        let ([d0, d1], [c0, c1], [t0, t1]) = (diag.spans(), cfg.inputs(config), g.tables());
+        let fixed_outs = [Span::of(workspace, workspace_len), d0, d1, cfg.output()];
+        let fixed_ins = [c0, c1, t0, t1, Span::of(merged, merged_len)];
+        // As in `pcgrad_merge_vars`: the tables first.
+        disjoint_fixed(&mut { fixed_outs }, &fixed_ins)?;
+        let all_outs = fixed_outs
+            .into_iter()
+            .chain(out_spans(outs_ptrs, g.segs))
+            .chain(g.buffers());
+        // SAFETY: as in `pcgrad_merge_vars`.
+        let outs = unsafe { spans_in(workspace, workspace_len, all_outs)? };
+        disjoint(outs, &mut fixed_ins.into_iter())?;
         // SAFETY: as in `pcgrad_merge_vars`; here every gradient buffer is
         // an output too, so they are pairwise disjoint and each `&mut`
         // slice is unique.
         unsafe {
-            let segs = view(segments, segments_len);
-            let vs = view(grads, grads_len);
-            let (ws, tab, m) = split_vars_ws(workspace, base, cells, |c| {
+            let base = crate::workspace_len(tasks)?;
+            let (vs, segs) = (g.vars, g.segs);
+            let (ws, tab, m) = split_vars_ws(workspace, base, vs.len(), |c| {
                 let p = vs[c];
                 if p.is_null() {
                     None
                 } else {
-                    Some(slice::from_raw_parts_mut(p, segs[c % s]))
+                    Some(slice::from_raw_parts_mut(p.cast_mut(), segs[c % s]))
                 }
             });
-            let mut g = PerVariableMut::new(tasks, segs, tab, m)?;
-            let st = run_vars(&cfg, &mut g, segs, ws, |g, coef, k, lo, hi, tile| {
+            let mut pg = PerVariableMut::new(tasks, segs, tab, m)?;
+            let st = run_vars(&cfg, &mut pg, segs, ws, |g, coef, k, lo, hi, tile| {
                 let out = if has_merged {
                     Some(view_mut(outs_ptrs[k], segs[k]))
                 } else {
@@ -368,38 +282,24 @@ pub unsafe extern "C" fn pcgrad_pack(
     has_grad_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        req(vars, vars_len)?;
-        req(segments, segments_len)?;
+        // SAFETY: the caller promises the table lengths.
+        let g = unsafe { VarsArgs::check(vars, vars_len, segments, segments_len, tasks)? };
         req(out, out_len)?;
         req(has_grad, has_grad_len)?;
-        // SAFETY: `vars` and `segments` passed `req`.
-        let n = unsafe { vars_shape(vars, vars_len, segments, segments_len, tasks)? };
-        let cells = vars_len;
-        if has_grad_len != cells || out_len != tasks.checked_mul(n).ok_or(Error::Overflow)? {
+        let (cells, s) = (vars_len, g.segs.len());
+        if has_grad_len != cells || out_len != tasks.checked_mul(g.dim).ok_or(Error::Overflow)? {
             return Err(Error::LengthMismatch);
         }
-        let s = segments_len;
-        let fixed_outs = [Region::of(out, out_len), Region::of(has_grad, has_grad_len)];
-        let fixed_ins = [
-            Region::of(vars, vars_len),
-            Region::of(segments, segments_len),
-        ];
-        let ins = |f: &mut Visit<'_>| {
-            each(&fixed_ins, f)?;
-            // SAFETY: the table passed `vars_shape`.
-            unsafe { var_regions(vars, segments, s, cells, f) }
-        };
-        disjoint(&|f| each(&fixed_outs, f), &ins)?;
+        let mut outs = [Span::of(out, out_len), Span::of(has_grad, has_grad_len)];
+        disjoint(&mut outs, &mut g.tables().into_iter().chain(g.buffers()))?;
         // SAFETY: every buffer passed `req` for its length; the two outputs
         // are disjoint from each other and from every input.
         unsafe {
-            let segs = view(segments, s);
-            let vs = view(vars, cells);
             let o = view_mut(out, out_len);
             let hg = view_mut(has_grad, has_grad_len);
             let mut pos = 0;
-            for (c, &p) in vs.iter().enumerate() {
-                let len = segs[c % s];
+            for (c, &p) in g.vars.iter().enumerate() {
+                let len = g.segs[c % s];
                 let dst = &mut o[pos..pos + len];
                 if p.is_null() {
                     dst.fill(0.0);
@@ -432,41 +332,22 @@ pub unsafe extern "C" fn pcgrad_unflatten(
 ) -> pcgrad_status {
     status((|| {
         req(flat, flat_len)?;
-        req(segments, segments_len)?;
-        req(outs, outs_len)?;
-        if outs_len != segments_len {
+        // SAFETY: the caller promises the table lengths; with one task the
+        // table is S pointers.
+        let g = unsafe { VarsArgs::check(outs.cast(), outs_len, segments, segments_len, 1)? };
+        // SAFETY: `outs` passed `req` for S pointers.
+        let ptrs = unsafe { outs_table(outs, g.segs)? };
+        if flat_len != g.dim {
             return Err(Error::LengthMismatch);
         }
-        // SAFETY: `outs` passed `req`, and with one task the table is S
-        // pointers.
-        let n = unsafe { vars_shape(outs.cast(), outs_len, segments, segments_len, 1)? };
-        let s = segments_len;
-        // SAFETY: read-only views of checked tables.
-        let ptrs = unsafe { view(outs, outs_len) };
-        if ptrs.iter().any(|p| p.is_null()) {
-            return Err(Error::NullPointer);
-        }
-        if flat_len != n {
-            return Err(Error::LengthMismatch);
-        }
-        let fixed_ins = [
-            Region::of(flat, flat_len),
-            Region::of(segments, segments_len),
-            Region::of(outs, outs_len),
-        ];
-        // SAFETY: the table passed `vars_shape`.
-        let o = |f: &mut Visit<'_>| unsafe {
-            var_regions(outs.cast::<*const f32>(), segments, s, s, f)
-        };
-        disjoint(&o, &|f| each(&fixed_ins, f))?;
+        let [t0, t1] = g.tables();
+        disjoint_unstored(|| g.buffers(), &[Span::of(flat, flat_len), t0, t1])?;
         // SAFETY: every buffer passed `req` for its length; the outputs are
         // disjoint from each other and from every input.
         unsafe {
-            let segs = view(segments, s);
             let src = view(flat, flat_len);
             let mut pos = 0;
-            for (k, &p) in ptrs.iter().enumerate() {
-                let len = segs[k];
+            for (&p, &len) in ptrs.iter().zip(g.segs) {
                 view_mut(p, len).copy_from_slice(&src[pos..pos + len]);
                 pos += len;
             }
