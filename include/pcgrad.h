@@ -96,7 +96,9 @@
 
 /**
  * The status every call returns: `PCGRAD_OK` or a negative error. Codes
- * are stable and never renumbered or reused.
+ * are stable and never renumbered or reused. The errors, their codes and
+ * texts come from one table (`src/error.rs`); the docs of the enumerators
+ * below are its `doc` column (a test holds them equal).
  */
 typedef enum pcgrad_status {
   /**

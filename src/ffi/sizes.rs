@@ -7,7 +7,7 @@ use super::check::*;
 use super::types::*;
 use crate::api::workspace_len;
 use crate::engine::{self};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ERRORS, SUCCESS_TEXT};
 
 // ---------------------------------------------------------------------------
 // Sizes and small helpers.
@@ -160,20 +160,10 @@ pub unsafe extern "C" fn pcgrad_config_default(out: *mut pcgrad_config) -> pcgra
 /// for a value that is not one). Never NULL.
 #[no_mangle]
 pub extern "C" fn pcgrad_status_str(status: i32) -> *const c_char {
-    let s = match status {
-        0 => c"success",
-        -1 => c"a required pointer is NULL",
-        -2 => c"the number of tasks is zero",
-        -3 => c"a buffer length does not match the shape",
-        -4 => c"a size computation overflows",
-        -5 => c"the workspace is too small",
-        -6 => c"an input holds NaN or infinity",
-        -7 => c"an output buffer overlaps an input buffer",
-        -8 => c"an enum value is out of range",
-        -9 => c"an explicit order is not a permutation of the other tasks",
-        -10 => c"a coordinate range is inverted or runs past N",
-        -11 => c"a pointer is not aligned for its element type",
-        _ => c"unknown status",
+    let s = match Error::from_code(status) {
+        Some(e) => ERRORS[e as usize].text,
+        None if status == 0 => SUCCESS_TEXT,
+        None => c"unknown status",
     };
     s.as_ptr()
 }

@@ -1,7 +1,7 @@
 //! The C types of the ABI: the status, the config and stats structs, and
 //! the constants of their fields.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ERRORS};
 use crate::rng::Rng;
 
 /// Major version of the library (matches `PCGRAD_VERSION_MAJOR`).
@@ -57,7 +57,9 @@ pub const PCGRAD_MATRIX_GRAM: u32 = 0;
 pub const PCGRAD_MATRIX_COSINE: u32 = 1;
 
 /// The status every call returns: `PCGRAD_OK` or a negative error. Codes
-/// are stable and never renumbered or reused.
+/// are stable and never renumbered or reused. The errors, their codes and
+/// texts come from one table (`src/error.rs`); the docs of the enumerators
+/// below are its `doc` column (a test holds them equal).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum pcgrad_status {
@@ -90,22 +92,36 @@ pub enum pcgrad_status {
 
 impl From<Error> for pcgrad_status {
     fn from(e: Error) -> Self {
-        use pcgrad_status::*;
-        match e {
-            Error::NullPointer => PCGRAD_ERROR_NULL_POINTER,
-            Error::NoTasks => PCGRAD_ERROR_NO_TASKS,
-            Error::LengthMismatch => PCGRAD_ERROR_LENGTH_MISMATCH,
-            Error::Overflow => PCGRAD_ERROR_OVERFLOW,
-            Error::WorkspaceTooSmall => PCGRAD_ERROR_WORKSPACE_TOO_SMALL,
-            Error::NonFinite => PCGRAD_ERROR_NON_FINITE,
-            Error::Overlap => PCGRAD_ERROR_OVERLAP,
-            Error::InvalidEnum => PCGRAD_ERROR_INVALID_ENUM,
-            Error::InvalidOrder => PCGRAD_ERROR_INVALID_ORDER,
-            Error::InvalidRange => PCGRAD_ERROR_INVALID_RANGE,
-            Error::Misaligned => PCGRAD_ERROR_MISALIGNED,
-        }
+        ERROR_STATUS[e as usize]
     }
 }
+
+/// The enumerators of the errors, in the order of the error table
+/// (`crate::error::ERRORS`), which the assertion below holds them to.
+const ERROR_STATUS: [pcgrad_status; ERRORS.len()] = {
+    use pcgrad_status::*;
+    [
+        PCGRAD_ERROR_NULL_POINTER,
+        PCGRAD_ERROR_NO_TASKS,
+        PCGRAD_ERROR_LENGTH_MISMATCH,
+        PCGRAD_ERROR_OVERFLOW,
+        PCGRAD_ERROR_WORKSPACE_TOO_SMALL,
+        PCGRAD_ERROR_NON_FINITE,
+        PCGRAD_ERROR_OVERLAP,
+        PCGRAD_ERROR_INVALID_ENUM,
+        PCGRAD_ERROR_INVALID_ORDER,
+        PCGRAD_ERROR_INVALID_RANGE,
+        PCGRAD_ERROR_MISALIGNED,
+    ]
+};
+
+const _: () = {
+    let mut k = 0;
+    while k < ERRORS.len() {
+        assert!(ERROR_STATUS[k] as i32 == ERRORS[k].error.code());
+        k += 1;
+    }
+};
 
 pub(super) fn status(r: Result<()>) -> pcgrad_status {
     match r {

@@ -478,3 +478,26 @@ fn values_where_a_task_has_no_gradient_are_ignored() {
         assert_eq!(bits32(&fx.merged), bits32(&clean.merged));
     }
 }
+
+/// The docs of the C enumerators in the header are the `doc` column of the
+/// error table, and its names and codes are the header's.
+#[test]
+fn header_enum_docs_come_from_the_error_table() {
+    let header = include_str!("../../../include/pcgrad.h");
+    for row in &crate::error::ERRORS {
+        let at = header
+            .find(&std::format!("  {} = {},\n", row.name, row.error.code()))
+            .unwrap_or_else(|| panic!("{} is in the header", row.name));
+        let open = header[..at].rfind("/**").unwrap();
+        let doc: Vec<&str> = header[open + 3..at]
+            .lines()
+            .map(|l| l.trim().trim_start_matches('*').trim())
+            .filter(|l| !l.is_empty() && *l != "/")
+            .collect();
+        assert_eq!(doc.join(" "), row.doc, "the header's doc of {}", row.name);
+        assert_eq!(Error::from_code(row.error.code()), Some(row.error));
+        assert_eq!(row.text.to_str().unwrap(), row.error.as_str());
+    }
+    assert_eq!(Error::from_code(0), None);
+    assert_eq!(Error::from_code(-12), None);
+}
