@@ -112,6 +112,7 @@ pub(crate) const ERRORS: [Row; 11] = [
 ];
 
 /// The text of status 0 (`pcgrad_status_str(PCGRAD_OK)`).
+#[cfg(feature = "capi")]
 pub(crate) const SUCCESS_TEXT: &core::ffi::CStr = c"success";
 
 /// One row of [`ERRORS`].
@@ -119,12 +120,12 @@ pub(crate) struct Row {
     /// The error.
     pub(crate) error: Error,
     /// Its C enumerator.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, feature = "capi")), allow(dead_code))]
     pub(crate) name: &'static str,
     /// Its short description, NUL-terminated for C.
     pub(crate) text: &'static core::ffi::CStr,
     /// The doc of its C enumerator.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, feature = "capi")), allow(dead_code))]
     pub(crate) doc: &'static str,
 }
 
