@@ -21,8 +21,9 @@ pub(super) fn req<T>(p: *const T, len: usize) -> Result<()> {
     check_ptr(p as usize, align_of::<T>(), size_of::<T>(), len, false).map(|_| ())
 }
 
-/// An optional buffer: NULL with length 0 is absent (false); otherwise as
-/// [`req`].
+/// An optional buffer: length 0 is absent (false) whatever the pointer,
+/// which is then neither checked nor read; otherwise as [`req`] (so NULL
+/// with a non-zero length is `PCGRAD_ERROR_NULL_POINTER`).
 #[inline(always)]
 pub(super) fn opt<T>(p: *const T, len: usize) -> Result<bool> {
     check_ptr(p as usize, align_of::<T>(), size_of::<T>(), len, true)
@@ -30,16 +31,15 @@ pub(super) fn opt<T>(p: *const T, len: usize) -> Result<bool> {
 
 /// The one pointer checker, on an address, an alignment (a power of two),
 /// an element size and a length: one copy for every element type. Returns
-/// whether the buffer is present (false only for an optional NULL with
+/// whether the buffer is present (false only for an optional buffer of
 /// length 0).
 #[inline(never)]
 fn check_ptr(addr: usize, align: usize, size: usize, len: usize, optional: bool) -> Result<bool> {
+    if optional && len == 0 {
+        return Ok(false);
+    }
     if addr == 0 {
-        return if optional && len == 0 {
-            Ok(false)
-        } else {
-            Err(Error::NullPointer)
-        };
+        return Err(Error::NullPointer);
     }
     if addr & (align - 1) != 0 {
         return Err(Error::Misaligned);
@@ -218,13 +218,20 @@ pub(super) struct Config {
 }
 
 impl Config {
-    pub(super) fn read(config: *const pcgrad_config) -> Result<Config> {
+    /// Reads and checks the config of a call with `tasks` tasks: an
+    /// explicit order table used with T >= 2 must not be NULL (it has
+    /// T (T - 1) > 0 entries).
+    pub(super) fn read(config: *const pcgrad_config, tasks: usize) -> Result<Config> {
         req(config, 1)?;
         // SAFETY: `config` is non-NULL and aligned (checked above) and the
         // caller promises it points at a `pcgrad_config`; every field is a
         // plain integer or pointer, for which any bit pattern is valid.
         let raw = unsafe { ptr::read(config) };
-        Config::check(raw)
+        let cfg = Config::check(raw)?;
+        if cfg.uses_table && raw.order_table.is_null() && tasks >= 2 {
+            return Err(Error::NullPointer);
+        }
+        Ok(cfg)
     }
 
     pub(super) fn check(raw: pcgrad_config) -> Result<Config> {
@@ -328,37 +335,29 @@ pub(super) struct Diag {
 }
 
 impl Diag {
+    /// Checks the optional outputs: `stats` (NULL: not wanted) and the
+    /// T x T `matrix` (length 0: not wanted, whatever the pointer).
     pub(super) fn check(
         stats: *mut pcgrad_stats,
         matrix: *mut f64,
         matrix_len: usize,
         tasks: usize,
     ) -> Result<Diag> {
-        Diag::validate(stats, matrix, matrix_len, tasks)?;
-        Ok(Diag {
-            stats,
-            matrix,
-            matrix_len,
-        })
-    }
-
-    /// The checks of [`Diag::check`], without the copy.
-    pub(super) fn validate(
-        stats: *mut pcgrad_stats,
-        matrix: *mut f64,
-        matrix_len: usize,
-        tasks: usize,
-    ) -> Result<()> {
         if !stats.is_null() {
             req(stats, 1)?;
         }
-        if opt(matrix, matrix_len)? {
+        let has_matrix = opt(matrix, matrix_len)?;
+        if has_matrix {
             let tt = tasks.checked_mul(tasks).ok_or(Error::Overflow)?;
             if matrix_len != tt {
                 return Err(Error::LengthMismatch);
             }
         }
-        Ok(())
+        Ok(Diag {
+            stats,
+            matrix: if has_matrix { matrix } else { ptr::null_mut() },
+            matrix_len,
+        })
     }
 
     pub(super) fn spans(&self) -> [Span; 2] {
@@ -413,7 +412,7 @@ impl Diag {
 ///
 /// `p` passed [`opt`] for `len` bytes and is only read during the call.
 pub(super) unsafe fn mask<'a>(p: *const u8, len: usize) -> Result<&'a [bool]> {
-    if p.is_null() {
+    if p.is_null() || len == 0 {
         return Ok(&[]);
     }
     // SAFETY: checked by `opt` (u8 has alignment 1); read-only.
@@ -433,7 +432,7 @@ pub(super) unsafe fn mask<'a>(p: *const u8, len: usize) -> Result<&'a [bool]> {
 ///
 /// As for `slice::from_raw_parts`, given the checks.
 pub(super) unsafe fn view<'a, T>(p: *const T, len: usize) -> &'a [T] {
-    if p.is_null() {
+    if p.is_null() || len == 0 {
         &[]
     } else {
         // SAFETY: forwarded to the caller.
@@ -448,7 +447,7 @@ pub(super) unsafe fn view<'a, T>(p: *const T, len: usize) -> &'a [T] {
 ///
 /// As for `slice::from_raw_parts_mut`, given the checks.
 pub(super) unsafe fn view_mut<'a, T>(p: *mut T, len: usize) -> &'a mut [T] {
-    if p.is_null() {
+    if p.is_null() || len == 0 {
         &mut []
     } else {
         // SAFETY: forwarded to the caller.
@@ -526,6 +525,13 @@ impl FlatArgs {
         // SAFETY: checked by `opt`, read-only (the caller's promise).
         unsafe {
             let segs = view(self.segments, self.segments_len);
+            // Lengths before contents: the shape without the mask first,
+            // then the mask's length, and only then its bytes.
+            let s = Layout::new(self.tasks, self.dim, segs, &[])?.num_segments();
+            let ts = self.tasks.checked_mul(s).ok_or(Error::Overflow)?;
+            if self.has_grad_len != 0 && self.has_grad_len != ts {
+                return Err(Error::LengthMismatch);
+            }
             let hg = mask(self.has_grad, self.has_grad_len)?;
             Layout::new(self.tasks, self.dim, segs, hg)
         }
@@ -627,21 +633,22 @@ impl<'a> VarsArgs<'a> {
     }
 }
 
-/// Checks an S-entry table of output pointers (none NULL) against the
+/// Checks a table of `len` output pointers (0 or S; none NULL) against the
 /// segment lengths.
 ///
 /// # Safety
 ///
-/// `outs` passed `req` or `opt` for S pointers and is only read.
+/// `outs` passed `req` or `opt` for `len` pointers and is only read.
 pub(super) unsafe fn outs_table<'a>(
     outs: *const *mut f32,
+    len: usize,
     segs: &[usize],
 ) -> Result<&'a [*mut f32]> {
-    // SAFETY: the caller checked `outs` for S pointers with `req` or `opt`
-    // (NULL gives an empty table); read-only.
-    let ptrs = unsafe { view(outs, if outs.is_null() { 0 } else { segs.len() }) };
-    for (k, &p) in ptrs.iter().enumerate() {
-        req(p, segs[k])?;
+    debug_assert!(len == 0 || len == segs.len());
+    // SAFETY: forwarded to the caller; read-only.
+    let ptrs = unsafe { view(outs, len) };
+    for (&p, &n) in ptrs.iter().zip(segs) {
+        req(p, n)?;
     }
     Ok(ptrs)
 }

@@ -45,7 +45,7 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
     workspace_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        let cfg = Config::read(config)?;
+        let cfg = Config::read(config, tasks)?;
         let f = FlatArgs::check(
             grads,
             grads_len,
@@ -87,7 +87,9 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
 /// row becomes its projected g'_t on every coordinate, including segments
 /// the task had no gradient for) and, when `merged` is not NULL, writes the
 /// merged gradient (N floats). Arguments as `pcgrad_merge_flat`; `merged`,
-/// `merged_len` are optional (NULL, 0).
+/// `merged_len` are optional (length 0: absent). Its merged output is
+/// computed from the projected rows and may differ from
+/// `pcgrad_merge_flat`'s in the last bits.
 ///
 /// # Safety
 ///
@@ -112,7 +114,7 @@ pub unsafe extern "C" fn pcgrad_project_flat(
     workspace_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        let cfg = Config::read(config)?;
+        let cfg = Config::read(config, tasks)?;
         let f = FlatArgs::check(
             grads,
             grads_len,

@@ -21,6 +21,12 @@ use crate::error::Error;
 /// after T * T is scratch. `segments` and `has_grad` as in
 /// `pcgrad_merge_flat`.
 ///
+/// Bitwise reproducibility: the partial sums are kept per aligned chunk of
+/// 8192 columns (`pcgrad::engine::CHUNK`), so shards whose boundaries are
+/// multiples of 8192, each started from zeros and combined in shard order,
+/// give the Gram matrix of one call bit for bit; the apply phases then give
+/// the one call's outputs bit for bit over any column split.
+///
 /// # Safety
 ///
 /// Every non-NULL pointer points at the number of elements its length
@@ -103,7 +109,10 @@ pub unsafe extern "C" fn pcgrad_gram_combine(
 /// (`gram_len` at least T * T) into `coef` (at least
 /// `pcgrad_coefficients_len(T)` doubles), following `config` (mode, order,
 /// PRNG, finiteness check; a shuffled order advances the PRNG).
-/// `stats` is optional.
+/// `stats` is optional. With `config->check_finite` set, every one of the
+/// T * T entries is checked (`PCGRAD_ERROR_NON_FINITE`), not only the
+/// diagonal: a Gram matrix from the caller (after an all-reduce, say) need
+/// not be consistent.
 ///
 /// # Safety
 ///
@@ -119,7 +128,7 @@ pub unsafe extern "C" fn pcgrad_coefficients(
     coef_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        let cfg = Config::read(config)?;
+        let cfg = Config::read(config, tasks)?;
         req(gram, gram_len)?;
         let diag = Diag::check(stats, ptr::null_mut(), 0, tasks)?;
         if tasks == 0 {
@@ -137,7 +146,10 @@ pub unsafe extern "C" fn pcgrad_coefficients(
         // each other and from the inputs.
         unsafe {
             let g = view(gram, gram_len);
-            if cfg.check_finite && (0..tasks).any(|i| !g[i * tasks + i].is_finite()) {
+            // Every entry the coefficients read (the whole T x T matrix):
+            // a caller's Gram (after an all-reduce, say) need not be
+            // consistent, so its diagonal proves nothing about the rest.
+            if cfg.check_finite && g[..tt].iter().any(|x| !x.is_finite()) {
                 return Err(Error::NonFinite);
             }
             let mut mode = cfg.mode();

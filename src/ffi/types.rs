@@ -37,7 +37,15 @@ pub const PCGRAD_MODE_SIMULTANEOUS: u32 = 1;
 /// `pcgrad_config.order`: ascending task index.
 pub const PCGRAD_ORDER_FIXED: u32 = 0;
 /// `pcgrad_config.order`: a fresh random permutation per task per call,
-/// drawn from `*pcgrad_config.rng`, which advances on success.
+/// drawn from `*pcgrad_config.rng`, which advances on success. The exact
+/// draw, for replaying it elsewhere: for each task i in ascending order, the
+/// other tasks in ascending order are shuffled by Fisher-Yates from the top
+/// (k = T - 2 down to 1: swap entries k and r), with r uniform in 0..=k
+/// from SplitMix64 (state += 0x9E3779B97F4A7C15, then the usual mix):
+/// x = the high 32 bits of the output, m = x * (k + 1) as 64 bits, rejected
+/// and redrawn while (m mod 2^32) < (2^32 - (k + 1)) mod (k + 1), then
+/// r = m >> 32. That is T (T - 2) draws per call plus the (rare, p <
+/// (k + 1) / 2^32) rejections.
 pub const PCGRAD_ORDER_SHUFFLED: u32 = 1;
 /// `pcgrad_config.order`: the table `pcgrad_config.order_table`, T rows of
 /// T - 1 task indices (row i lists the tasks j != i in visiting order).
@@ -150,9 +158,10 @@ pub struct pcgrad_config {
     /// What the optional diagnostic `matrix` output receives:
     /// `PCGRAD_MATRIX_GRAM` or `PCGRAD_MATRIX_COSINE`.
     pub matrix: u32,
-    /// Worker threads for the streaming passes: 0 = all cores. Used only by
-    /// a library built with the `parallel` feature (the default host
-    /// build); results are bitwise identical for every value.
+    /// Worker threads for the streaming passes: 0 = all cores; a larger
+    /// request is capped at the cores the process may use. Used only by a
+    /// library built with the `parallel` feature (the default host build);
+    /// results are bitwise identical for every value.
     pub threads: usize,
     /// The explicit order table (T x (T - 1) entries), read only when
     /// `order` is `PCGRAD_ORDER_EXPLICIT` in sequential mode; else may be
@@ -167,7 +176,10 @@ pub struct pcgrad_config {
     pub rng: *mut Rng,
 }
 
-/// Counts that come for free with the projection.
+/// Counts that come for free with the projection. They follow the
+/// library's own rounding: a pair conflicts when its computed Gram entry is
+/// negative, so at an exact tie (orthogonal gradients) the rounding of the
+/// computed dot product decides.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct pcgrad_stats {

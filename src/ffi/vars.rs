@@ -129,7 +129,7 @@ pub unsafe extern "C" fn pcgrad_merge_vars(
     workspace_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        let cfg = Config::read(config)?;
+        let cfg = Config::read(config, tasks)?;
         // SAFETY: the caller promises the table lengths.
         let g = unsafe { VarsArgs::check(grads, grads_len, segments, segments_len, tasks)? };
         req(merged, merged_len)?;
@@ -138,7 +138,7 @@ pub unsafe extern "C" fn pcgrad_merge_vars(
             return Err(Error::LengthMismatch);
         }
         // SAFETY: `merged` passed `req` for S pointers.
-        let outs_ptrs = unsafe { outs_table(merged, g.segs)? };
+        let outs_ptrs = unsafe { outs_table(merged, s, g.segs)? };
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
         check_workspace(workspace, workspace_len, workspace_len_vars(tasks, s)?)?;
         let ([d0, d1], [c0, c1], [t0, t1]) = (diag.spans(), cfg.inputs(config), g.tables());
@@ -203,7 +203,7 @@ pub unsafe extern "C" fn pcgrad_project_vars(
     workspace_len: usize,
 ) -> pcgrad_status {
     status((|| {
-        let cfg = Config::read(config)?;
+        let cfg = Config::read(config, tasks)?;
         let gconst = grads.cast::<*const f32>();
         // SAFETY: the caller promises the table lengths.
         let g = unsafe { VarsArgs::check(gconst, grads_len, segments, segments_len, tasks)? };
@@ -212,8 +212,8 @@ pub unsafe extern "C" fn pcgrad_project_vars(
         if has_merged && merged_len != s {
             return Err(Error::LengthMismatch);
         }
-        // SAFETY: `merged` passed `opt` for S pointers (NULL: none).
-        let outs_ptrs = unsafe { outs_table(merged, g.segs)? };
+        // SAFETY: `merged` passed `opt` for S pointers (absent: none).
+        let outs_ptrs = unsafe { outs_table(merged, if has_merged { s } else { 0 }, g.segs)? };
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
         check_workspace(workspace, workspace_len, workspace_len_vars(tasks, s)?)?;
         let ([d0, d1], [c0, c1], [t0, t1]) = (diag.spans(), cfg.inputs(config), g.tables());
@@ -336,7 +336,7 @@ pub unsafe extern "C" fn pcgrad_unflatten(
         // table is S pointers.
         let g = unsafe { VarsArgs::check(outs.cast(), outs_len, segments, segments_len, 1)? };
         // SAFETY: `outs` passed `req` for S pointers.
-        let ptrs = unsafe { outs_table(outs, g.segs)? };
+        let ptrs = unsafe { outs_table(outs, outs_len, g.segs)? };
         if flat_len != g.dim {
             return Err(Error::LengthMismatch);
         }

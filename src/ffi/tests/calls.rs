@@ -76,7 +76,12 @@ fn zeroed_config_is_the_default_and_valid() {
 
 #[test]
 fn explicit_order_table_may_be_null_only_when_empty() {
-    for (t, want) in [(1, PCGRAD_OK), (2, PCGRAD_ERROR_LENGTH_MISMATCH)] {
+    // A NULL table that T >= 2 needs is a NULL pointer, not a length error.
+    for (t, want) in [
+        (1, PCGRAD_OK),
+        (2, PCGRAD_ERROR_NULL_POINTER),
+        (3, PCGRAD_ERROR_NULL_POINTER),
+    ] {
         let mut fx = FlatFx::new(t, true, M::Explicit, 0);
         let before = fx.merged.clone();
         let mut a = fx.args();

@@ -552,3 +552,98 @@ fn sorted_overlap_check_equals_the_pairwise_definition() {
         assert_eq!(unstored, want, "{raw:?}, {outs_n} outputs (unstored)");
     }
 }
+
+/// `pcgrad_coefficients` with `check_finite` checks every entry of the
+/// caller's Gram matrix, not only its diagonal.
+#[test]
+fn coefficients_check_every_gram_entry() {
+    let t = 3;
+    let mut cl = 0;
+    // SAFETY: `cl` is a live, aligned `usize`.
+    assert_eq!(unsafe { pcgrad_coefficients_len(t, &mut cl) }, PCGRAD_OK);
+    let gram = [4.0, -1.0, 0.5, -1.0, 2.0, 0.25, 0.5, 0.25, 1.0];
+    for (k, bad) in [(1, f64::NEG_INFINITY), (5, f64::NAN), (6, f64::INFINITY)] {
+        for check in [0, 1] {
+            let mut g = gram;
+            g[k] = bad;
+            let mut cfg = default_config();
+            cfg.check_finite = check;
+            let mut coef = vec![SENT64; cl];
+            let mut stats = STATS_SENT;
+            // SAFETY: every pointer points at a live buffer of its length.
+            let st = unsafe {
+                pcgrad_coefficients(&cfg, g.as_ptr(), 9, t, &mut stats, coef.as_mut_ptr(), cl)
+            };
+            if check == 1 {
+                assert_eq!(st, PCGRAD_ERROR_NON_FINITE, "entry {k} = {bad}");
+                assert_eq!(bits64(&coef), bits64(&vec![SENT64; cl]));
+                assert_eq!(stats, STATS_SENT);
+            } else {
+                assert_eq!(st, PCGRAD_OK, "unchecked, entry {k} = {bad}");
+            }
+        }
+    }
+}
+
+/// Lengths before contents: a has_grad mask one byte too long is a length
+/// error whatever the extra byte holds.
+#[test]
+fn mask_length_is_checked_before_its_bytes() {
+    for extra in [0u8, 1, 7, 255] {
+        let mut fx = FlatFx::new(3, true, M::Fixed, PCGRAD_REDUCTION_SUM);
+        let mut hg = fx.hg.clone();
+        hg.push(extra);
+        let before = fx.merged.clone();
+        let mut a = fx.args();
+        a.has_grad = hg.as_ptr();
+        a.has_grad_len = hg.len();
+        assert_eq!(
+            a.merge(),
+            PCGRAD_ERROR_LENGTH_MISMATCH,
+            "extra byte {extra}"
+        );
+        assert_eq!(
+            a.project(),
+            PCGRAD_ERROR_LENGTH_MISMATCH,
+            "extra byte {extra}"
+        );
+        assert_eq!(bits32(&fx.merged), bits32(&before));
+        // A mask of the right length with a byte out of range is an enum
+        // error.
+        let mut a = fx.args();
+        hg.pop();
+        hg[0] = 7;
+        a.has_grad = hg.as_ptr();
+        assert_eq!(a.merge(), PCGRAD_ERROR_INVALID_ENUM);
+    }
+}
+
+/// One rule for every optional buffer: length 0 is absent, whatever the
+/// pointer (here the diagnostic matrix, as has_grad and segments already
+/// were); NULL with a non-zero length is a NULL pointer.
+#[test]
+fn optional_buffers_of_length_zero_are_absent() {
+    let t = 3;
+    let mut fx = FlatFx::new(t, true, M::Fixed, PCGRAD_REDUCTION_MEAN);
+    let mut a = fx.args();
+    a.matrix = ptr::null_mut();
+    a.matrix_len = 0;
+    assert_eq!(a.merge(), PCGRAD_OK);
+    let want = fx.merged.clone();
+    let mut fx = FlatFx::new(t, true, M::Fixed, PCGRAD_REDUCTION_MEAN);
+    let mut a = fx.args();
+    a.matrix_len = 0;
+    assert_eq!(a.merge(), PCGRAD_OK);
+    assert_eq!(bits32(&fx.merged), bits32(&want));
+    assert_eq!(bits64(&fx.matrix), bits64(&vec![SENT64; t * t]));
+    // Misaligned but of length 0: absent, not read.
+    let mut a = fx.args();
+    a.matrix = mis_mut(a.matrix);
+    a.matrix_len = 0;
+    a.has_grad = mis(a.has_grad).wrapping_add(1);
+    a.has_grad_len = 0;
+    assert_eq!(a.merge(), PCGRAD_OK);
+    let mut a = fx.args();
+    a.matrix = ptr::null_mut();
+    assert_eq!(a.merge(), PCGRAD_ERROR_NULL_POINTER);
+}
