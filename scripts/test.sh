@@ -42,8 +42,8 @@ step "clippy" cargo clippy --all-targets -- -D warnings
 # core without it.
 step "core without default features (no std, no parallel): every test" \
     cargo test --release -p pcgrad --no-default-features
-step "core with parallel: every test, threads bitwise equal for 1/2/3/7" \
-    cargo test --release -p pcgrad --features parallel
+step "core with parallel and the C ABI: every test, threads bitwise equal for 1/2/3/7" \
+    cargo test --release -p pcgrad --features parallel,capi
 step "C library crate: header and ABI tests" cargo test --release -p pcgrad-capi
 step "MSRV build (rust-version 1.89)" \
     cargo +1.89 build --locked --release -p pcgrad -p pcgrad-capi --target-dir "${CARGO_TARGET_DIR:-target}/msrv"
@@ -59,8 +59,6 @@ step "scalar kernels (the Cortex-M path) on the host: every test" \
 step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
     cargo run --release --features parallel --example roofline -- --quick
 step "benches compile" cargo bench --no-run --features parallel,capi
-step "C ABI tests of the core crate alone (capi feature)" \
-    cargo test --release -p pcgrad --features capi --lib ffi::
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 step "MPI: sharded PCGrad vs one process on 1-4 ranks, sharded training" make -C c_examples/mpi test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
