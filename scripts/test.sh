@@ -36,6 +36,7 @@ step "benches compile" cargo bench --no-run --features parallel
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
 step "Miri over the FFI tests" scripts/miri.sh
+step "fuzz targets (ASan, libFuzzer), 20 s each from the seed corpora" scripts/fuzz.sh 20
 
 echo
 echo "test summary:"

@@ -37,7 +37,7 @@ fn force(_: Option<()>) {}
 
 fn run(data: &[u8]) {
     let mut b = Bytes::new(data);
-    let (sh, g) = problem_input(&mut b, 16, 600);
+    let (sh, g) = problem_input(&mut b, 16, 1100);
     let t = sh.tasks;
     let orders = match b.u8() % 4 {
         0 => Orders::Fixed,

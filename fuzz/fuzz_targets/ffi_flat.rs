@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| run(data));
 
 fn run(data: &[u8]) {
     let mut b = Bytes::new(data);
-    let (sh, g) = problem_input(&mut b, 16, 300);
+    let (sh, g) = problem_input(&mut b, 16, 1100);
     let project = b.bool();
     let (t, n) = (sh.tasks, sh.dim);
     let s = sh.num_segments();
