@@ -219,6 +219,17 @@ fn run(data: &[u8]) {
     let stp: *mut pcgrad_stats = arena.resolve(Some(stats_buf), stats_ptr);
     let xp: *mut f64 = arena.resolve(Some(matrix_buf), matrix_ptr);
     let wp: *mut f64 = arena.resolve(Some(ws_buf), ws_ptr);
+    let mut regions = cfg.regions(&mut arena, config);
+    regions.extend([
+        (gp as usize, 4 * grads_len, project),
+        (sp as usize, 8 * seg_len, false),
+        (hp as usize, mask_len, false),
+        (mp as usize, 4 * merged_len, true),
+        (stp as usize, if stp.is_null() { 0 } else { 16 }, true),
+        (xp as usize, 8 * matrix_len, true),
+        (wp as usize, 8 * ws_len, true),
+    ]);
+    valid &= !overlaps(&regions);
     let before = arena.snapshot();
 
     // SAFETY: every non-NULL pointer points into the arena with room for
@@ -256,31 +267,36 @@ fn run(data: &[u8]) {
     }
     check_status(st, valid, nonfinite, what);
 
-    let ws_span = arena.span(ws_buf);
     if st != pcgrad_status::PCGRAD_OK {
-        let allowed = if ws_ptr == Ptr::Own {
-            vec![ws_span]
-        } else {
-            vec![]
-        };
-        arena.assert_unchanged(&before, &allowed, what);
+        // Only the workspace (scratch) may have been written.
+        arena.assert_unchanged(&before, &[arena.span_of(wp as usize, 8 * ws_len)], what);
         return;
     }
-    let mut allowed = vec![ws_span, cfg.rng_span(&arena)];
-    if want_merged {
-        allowed.push(arena.span(merged_buf));
-    }
-    if want_stats {
-        allowed.push(arena.span(stats_buf));
-    }
-    if want_matrix {
-        allowed.push(arena.span(matrix_buf));
-    }
-    if project {
-        allowed.push(arena.span(grads_buf));
-    }
-    arena.assert_unchanged(&before, &allowed, what);
+    arena.assert_unchanged(&before, &arena.outputs(&regions), what);
 
+    // The results, read where the call wrote them.
+    let (merged_buf, grads_buf, stats_buf, matrix_buf) = (
+        if merged_ptr == Ptr::Own {
+            merged_buf
+        } else {
+            return;
+        },
+        if grads_ptr == Ptr::Own {
+            grads_buf
+        } else {
+            return;
+        },
+        if stats_ptr == Ptr::Own {
+            stats_buf
+        } else {
+            return;
+        },
+        if matrix_ptr == Ptr::Own {
+            matrix_buf
+        } else {
+            return;
+        },
+    );
     let e = Expect::new(&sh, &g, &cfg.orders, cfg.mean());
     cfg.check_rng(&mut arena, e.rng_after);
     if want_merged {

@@ -374,6 +374,25 @@ impl Arena {
     pub fn span(&self, buf: Buf) -> (usize, usize) {
         self.bufs[buf.0]
     }
+    /// The arena byte range of a region (address, bytes) of a call; empty
+    /// for NULL or outside the arena.
+    pub fn span_of(&self, addr: usize, bytes: usize) -> (usize, usize) {
+        let base = self.mem.as_ptr() as usize;
+        if addr < base || addr >= base + self.mem.len() * 8 {
+            return (0, 0);
+        }
+        (addr - base, bytes)
+    }
+
+    /// The arena byte ranges of the output regions of a call.
+    pub fn outputs(&self, regions: &[(usize, usize, bool)]) -> Vec<(usize, usize)> {
+        regions
+            .iter()
+            .filter(|r| r.2)
+            .map(|r| self.span_of(r.0, r.1))
+            .collect()
+    }
+
     /// Every byte of the arena.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: u64 storage viewed as its bytes.
@@ -630,7 +649,9 @@ pub fn mutate_ptr(
             }
             let o = cands[b.below(cands.len())];
             let at = 8 * b.below(arena.span(o).1 / 8);
-            (Ptr::Into(o, at), true)
+            // Whether it overlaps depends on where the other pointers end
+            // up: see `overlaps`.
+            (Ptr::Into(o, at), false)
         }
     }
 }
@@ -645,6 +666,17 @@ pub fn mutate_len(b: &mut Bytes, n: usize) -> (usize, bool) {
     } else {
         (n - 1, true)
     }
+}
+
+/// Whether an output region overlaps any other region of a call. Regions
+/// are (address, bytes, is_output); empty and NULL ones never overlap.
+pub fn overlaps(regions: &[(usize, usize, bool)]) -> bool {
+    let live: Vec<_> = regions.iter().filter(|r| r.0 != 0 && r.1 > 0).collect();
+    live.iter().enumerate().any(|(i, a)| {
+        live.iter()
+            .enumerate()
+            .any(|(j, b)| i != j && (a.2 || b.2) && a.0 < b.0 + b.1 && b.0 < a.0 + a.1)
+    })
 }
 
 /// The choices behind one `pcgrad_config`.
@@ -835,6 +867,27 @@ impl CfgChoice {
     /// The mean reduction.
     pub fn mean(&self) -> bool {
         self.reduction == PCGRAD_REDUCTION_MEAN
+    }
+
+    /// The regions the config brings to a call (see [`overlaps`]): the
+    /// struct and the order table (inputs), the PRNG (output), as the
+    /// library reads them, given the config pointer `cfg`.
+    pub fn regions(
+        &self,
+        arena: &mut Arena,
+        cfg: *const pcgrad_config,
+    ) -> Vec<(usize, usize, bool)> {
+        let (_, t, r) = self.bufs.expect("planned");
+        let mut out = vec![(cfg as usize, core::mem::size_of::<pcgrad_config>(), false)];
+        if self.uses_table() {
+            let p = arena.resolve::<u32>(Some(t), self.table_ptr);
+            out.push((p as usize, 4 * self.table_len, false));
+        }
+        if self.uses_rng() {
+            let p = arena.resolve::<u64>(Some(r), self.rng_ptr);
+            out.push((p as usize, 8, true));
+        }
+        out
     }
 
     /// The PRNG's byte range, written by a successful shuffled call.
