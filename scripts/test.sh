@@ -35,7 +35,8 @@ step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
 step "benches compile" cargo bench --no-run --features parallel
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
-step "Miri over the FFI tests" scripts/miri.sh
+step "Miri over the FFI tests and the threaded passes (2 and 3 workers)" scripts/miri.sh
+step "ThreadSanitizer: parallel tests, concurrent C callers, train.c" scripts/tsan.sh
 step "fuzz targets (ASan, libFuzzer), 20 s each from the seed corpora" scripts/fuzz.sh 20
 
 echo
