@@ -34,11 +34,17 @@ echo "tsan: Rust tests passed in $((SECONDS - t0)) s"
 t0=$SECONDS
 cargo +nightly rustc -Zbuild-std --target "$host" --release -p pcgrad-capi --crate-type staticlib
 lib="$CARGO_TARGET_DIR/$host/release/libpcgrad.a"
+# The TSan runtime of the Rust toolchain (a current compiler-rt): the Rust
+# code calls entry points (__tsan_memcpy, ...) that GCC 12's libtsan lacks.
+# The C code is still instrumented by cc -fsanitize=thread.
+rt="$(rustc +nightly --print sysroot)/lib/rustlib/$host/lib/librustc-nightly_rt.tsan.a"
 out="$CARGO_TARGET_DIR/c"
 mkdir -p "$out"
 for prog in concurrent train; do
     cc -std=c99 -Wall -Wextra -Werror -pedantic -O1 -g -fsanitize=thread -Iinclude \
-        "c_examples/$prog.c" "$lib" -lpthread -ldl -lm -o "$out/$prog"
+        -c "c_examples/$prog.c" -o "$out/$prog.o"
+    cc -no-pie "$out/$prog.o" "$lib" -Wl,--whole-archive "$rt" -Wl,--no-whole-archive \
+        -lpthread -ldl -lm -lstdc++ -o "$out/$prog"
     "$out/$prog" >"$out/$prog.log"
     tail -n 1 "$out/$prog.log"
 done
