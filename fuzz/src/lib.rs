@@ -5,7 +5,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-/// The test helpers of the core crate (the `f64` reference, the direct-loop
+/// The shared test code of the core crate (the `f64` reference, the direct-loop
 /// implementation, the shuffled-order draw), shared as source.
 #[path = "../../tests/common/mod.rs"]
 pub mod common;
