@@ -251,6 +251,27 @@ static void flat_errors(const char *name, flat_fn call) {
     EXPECT(CASE("segments sum to N + 1"), PCGRAD_ERROR_LENGTH_MISMATCH, call(a));
     reset(); a = flat_default(); a.hl = T * S - 1;
     EXPECT(CASE("has_grad_len = T*S - 1"), PCGRAD_ERROR_LENGTH_MISMATCH, call(a));
+    {
+        /* lengths before contents: whatever the extra byte holds */
+        uint8_t longer[T * S + 1];
+        const uint8_t extras[3] = {1, 7, 255};
+        for (int k = 0; k < 3; k++) {
+            memcpy(longer, F.has, T * S);
+            longer[T * S] = extras[k];
+            reset(); a = flat_default(); a.has = longer; a.hl = T * S + 1;
+            EXPECT(CASE("has_grad_len = T*S + 1, any extra byte"), PCGRAD_ERROR_LENGTH_MISMATCH,
+                   call(a));
+        }
+    }
+    /* one rule for optional buffers: length 0 is absent whatever the pointer */
+    reset(); a = flat_default(); a.mxl = 0;
+    EXPECT(CASE("matrix non-NULL with length 0: absent"), PCGRAD_OK, call(a));
+    check(memcmp(F.matrix, SNAP.matrix, sizeof F.matrix) == 0, "matrix of length 0 is not written");
+    reset(); a = flat_default(); a.mx = shift(F.matrix, 4); a.mxl = 0;
+    EXPECT(CASE("matrix misaligned with length 0: absent"), PCGRAD_OK, call(a));
+    reset(); a = flat_default(); F.cfg.order = PCGRAD_ORDER_EXPLICIT; F.cfg.order_table = NULL;
+    F.cfg.order_table_len = 0;
+    EXPECT(CASE("explicit order, NULL table at T = 3"), PCGRAD_ERROR_NULL_POINTER, call(a));
     reset(); a = flat_default(); a.seg = NULL; a.sl = 0; /* one segment, has_grad T x 2 */
     EXPECT(CASE("has_grad for 2 segments, segments absent"), PCGRAD_ERROR_LENGTH_MISMATCH, call(a));
     reset(); a = flat_default(); a.mxl = T * T - 1;
@@ -569,6 +590,17 @@ static void sizes_and_phases(void) {
     reset(); F.cfg.check_finite = 1; F.partial[T + 1] = NAN; /* diagonal entry (1, 1) */
     EXPECT("coefficients: NaN on the Gram diagonal", PCGRAD_ERROR_NON_FINITE,
            pcgrad_coefficients(&F.cfg, F.partial, T * T, T, &F.stats, F.coef, cl));
+    /* every Gram entry is checked, not only the diagonal */
+    reset(); F.cfg.check_finite = 1; F.partial[1] = -INFINITY; /* entry (0, 1) */
+    EXPECT("coefficients: -inf off the Gram diagonal", PCGRAD_ERROR_NON_FINITE,
+           pcgrad_coefficients(&F.cfg, F.partial, T * T, T, &F.stats, F.coef, cl));
+    reset(); F.cfg.check_finite = 1; F.partial[T * T - 2] = NAN; /* entry (T-1, T-2) */
+    EXPECT("coefficients: NaN off the Gram diagonal", PCGRAD_ERROR_NON_FINITE,
+           pcgrad_coefficients(&F.cfg, F.partial, T * T, T, &F.stats, F.coef, cl));
+    /* an explicit order with a NULL table at T = 3 */
+    reset(); F.cfg.order = PCGRAD_ORDER_EXPLICIT; F.cfg.order_table = NULL; F.cfg.order_table_len = 0;
+    EXPECT("coefficients: explicit order, NULL table", PCGRAD_ERROR_NULL_POINTER,
+           pcgrad_coefficients(&F.cfg, F.partial, T * T, T, &F.stats, F.coef, cl));
     reset(); F.cfg.order = PCGRAD_ORDER_SHUFFLED; F.cfg.rng = (pcgrad_rng *)F.coef;
     EXPECT("coefficients: PRNG state inside coef", PCGRAD_ERROR_OVERLAP,
            pcgrad_coefficients(&F.cfg, F.partial, T * T, T, &F.stats, F.coef, cl));
@@ -687,8 +719,8 @@ static void successes(void) {
               "workspace_len = 3 T^2 + 34 T + 32");
         for (size_t s = 0; s <= 9; s++)
             check(pcgrad_workspace_len_vars(t, s, &wv) == PCGRAD_OK &&
-                      wv == w + 2 * t * s + (t * s + 7) / 8,
-                  "workspace_len_vars = workspace_len + 2 T S + ceil(T S / 8)");
+                      wv == w + 2 * t * s + (t * s + 7) / 8 + 2 * s,
+                  "workspace_len_vars = workspace_len + 2 T S + ceil(T S / 8) + 2 S");
     }
 
     /* two 2-D gradients at 135 degrees: g0 = (1, 0), g1 = (-1, 1).

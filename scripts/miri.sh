@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the C ABI tests (the `ffi::` unit tests in src/ffi.rs, which hold every
+# Runs the C ABI tests (the `ffi::` unit tests in src/ffi/, which hold every
 # `unsafe` block of the crate), then the threaded passes
 # (tests/miri_threads.rs), under Miri, to catch undefined behaviour and data
 # races:
@@ -42,7 +42,7 @@ cargo +nightly miri --version
 cargo +nightly miri setup
 t0=$SECONDS
 MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" \
-    cargo +nightly miri test -p pcgrad --lib --features libm/force-soft-floats ffi::
+    cargo +nightly miri test -p pcgrad --lib --features capi,libm/force-soft-floats ffi::
 echo "miri: ffi tests passed in $((SECONDS - t0)) s"
 
 # The threaded passes (feature `parallel`) on 2 and 3 scoped worker

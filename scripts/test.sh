@@ -58,7 +58,9 @@ step "scalar kernels (the Cortex-M path) on the host: every test" \
     env RUSTFLAGS="--cfg pcgrad_scalar" CARGO_TARGET_DIR="$scalar_target" cargo test --release -p pcgrad --features parallel
 step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
     cargo run --release --features parallel --example roofline -- --quick
-step "benches compile" cargo bench --no-run --features parallel
+step "benches compile" cargo bench --no-run --features parallel,capi
+step "C ABI tests of the core crate alone (capi feature)" \
+    cargo test --release -p pcgrad --features capi --lib ffi::
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 step "MPI: sharded PCGrad vs one process on 1-4 ranks, sharded training" make -C c_examples/mpi test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh

@@ -38,38 +38,127 @@ pub enum Error {
     Misaligned,
 }
 
+/// The one table of errors: row k is the error with code -(k + 1), its C
+/// enumerator, its short text ([`Error::as_str`], `pcgrad_status_str`) and
+/// the doc of its C enumerator (`pcgrad_status` in `include/pcgrad.h`; a
+/// test checks the header against this column).
+pub(crate) const ERRORS: [Row; 11] = [
+    Row {
+        error: Error::NullPointer,
+        name: "PCGRAD_ERROR_NULL_POINTER",
+        text: c"a required pointer is NULL",
+        doc: "A required pointer is NULL, or an optional one is NULL with a non-zero length.",
+    },
+    Row {
+        error: Error::NoTasks,
+        name: "PCGRAD_ERROR_NO_TASKS",
+        text: c"the number of tasks is zero",
+        doc: "The number of tasks is zero.",
+    },
+    Row {
+        error: Error::LengthMismatch,
+        name: "PCGRAD_ERROR_LENGTH_MISMATCH",
+        text: c"a buffer length does not match the shape",
+        doc: "A buffer length does not match the shape.",
+    },
+    Row {
+        error: Error::Overflow,
+        name: "PCGRAD_ERROR_OVERFLOW",
+        text: c"a size computation overflows",
+        doc: "T * N or another size computation overflows.",
+    },
+    Row {
+        error: Error::WorkspaceTooSmall,
+        name: "PCGRAD_ERROR_WORKSPACE_TOO_SMALL",
+        text: c"the workspace is too small",
+        doc: "The workspace is shorter than the documented length.",
+    },
+    Row {
+        error: Error::NonFinite,
+        name: "PCGRAD_ERROR_NON_FINITE",
+        text: c"an input holds NaN or infinity",
+        doc: "An input holds NaN or infinity and `check_finite` is set.",
+    },
+    Row {
+        error: Error::Overlap,
+        name: "PCGRAD_ERROR_OVERLAP",
+        text: c"an output buffer overlaps an input buffer",
+        doc: "An output buffer overlaps another buffer of the call.",
+    },
+    Row {
+        error: Error::InvalidEnum,
+        name: "PCGRAD_ERROR_INVALID_ENUM",
+        text: c"an enum value is out of range",
+        doc: "An enumeration or flag value is out of range.",
+    },
+    Row {
+        error: Error::InvalidOrder,
+        name: "PCGRAD_ERROR_INVALID_ORDER",
+        text: c"an explicit order is not a permutation of the other tasks",
+        doc: "An explicit order table is not a permutation of the other tasks.",
+    },
+    Row {
+        error: Error::InvalidRange,
+        name: "PCGRAD_ERROR_INVALID_RANGE",
+        text: c"a coordinate range is inverted or runs past N",
+        doc: "A coordinate range is inverted or runs past N.",
+    },
+    Row {
+        error: Error::Misaligned,
+        name: "PCGRAD_ERROR_MISALIGNED",
+        text: c"a pointer is not aligned for its element type",
+        doc: "A pointer is not aligned for its element type.",
+    },
+];
+
+/// The text of status 0 (`pcgrad_status_str(PCGRAD_OK)`).
+#[cfg(feature = "capi")]
+pub(crate) const SUCCESS_TEXT: &core::ffi::CStr = c"success";
+
+/// One row of [`ERRORS`].
+pub(crate) struct Row {
+    /// The error.
+    pub(crate) error: Error,
+    /// Its C enumerator.
+    #[cfg_attr(not(all(test, feature = "capi")), allow(dead_code))]
+    pub(crate) name: &'static str,
+    /// Its short description, NUL-terminated for C.
+    pub(crate) text: &'static core::ffi::CStr,
+    /// The doc of its C enumerator.
+    #[cfg_attr(not(all(test, feature = "capi")), allow(dead_code))]
+    pub(crate) doc: &'static str,
+}
+
+// Row k holds the error whose code is -(k + 1).
+const _: () = {
+    let mut k = 0;
+    while k < ERRORS.len() {
+        assert!(ERRORS[k].error as usize == k);
+        k += 1;
+    }
+};
+
 impl Error {
-    /// The stable status code of this error (always negative).
+    /// The stable status code of this error (always negative): its row of
+    /// the error table.
     pub const fn code(self) -> i32 {
-        match self {
-            Error::NullPointer => -1,
-            Error::NoTasks => -2,
-            Error::LengthMismatch => -3,
-            Error::Overflow => -4,
-            Error::WorkspaceTooSmall => -5,
-            Error::NonFinite => -6,
-            Error::Overlap => -7,
-            Error::InvalidEnum => -8,
-            Error::InvalidOrder => -9,
-            Error::InvalidRange => -10,
-            Error::Misaligned => -11,
+        -(self as i32) - 1
+    }
+
+    /// The error with status code `code`, if there is one.
+    pub const fn from_code(code: i32) -> Option<Error> {
+        if code < 0 && code >= -(ERRORS.len() as i32) {
+            Some(ERRORS[(-code - 1) as usize].error)
+        } else {
+            None
         }
     }
 
     /// A short static description, also returned by `pcgrad_status_str`.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Error::NullPointer => "a required pointer is NULL",
-            Error::NoTasks => "the number of tasks is zero",
-            Error::LengthMismatch => "a buffer length does not match the shape",
-            Error::Overflow => "a size computation overflows",
-            Error::WorkspaceTooSmall => "the workspace is too small",
-            Error::NonFinite => "an input holds NaN or infinity",
-            Error::Overlap => "an output buffer overlaps an input buffer",
-            Error::InvalidEnum => "an enum value is out of range",
-            Error::InvalidOrder => "an explicit order is not a permutation of the other tasks",
-            Error::InvalidRange => "a coordinate range is inverted or runs past N",
-            Error::Misaligned => "a pointer is not aligned for its element type",
+        match ERRORS[self as usize].text.to_str() {
+            Ok(s) => s,
+            Err(_) => panic!("the error texts are ASCII"),
         }
     }
 }

@@ -55,6 +55,7 @@
 //! |---------|---------|--------------|
 //! | `std` | yes | `impl std::error::Error for Error` |
 //! | `parallel` | no | implies `std`; the two passes on threads ([`PcGrad::threads`], [`parallel`]), bitwise the same result for every thread count |
+//! | `capi` | no | the C ABI, `ffi` (every `#[no_mangle]` `pcgrad_*` function); enabled by the `pcgrad-capi` crate that builds the C libraries, not meant for Rust users |
 //!
 //! Without default features the crate needs only `core`: no `alloc`, no
 //! global allocator, no panic handler of its own.
@@ -78,6 +79,7 @@ mod api;
 pub mod bench;
 pub mod engine;
 mod error;
+#[cfg(feature = "capi")]
 #[allow(unsafe_code)]
 pub mod ffi;
 mod kernels;

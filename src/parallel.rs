@@ -62,8 +62,10 @@ pub const MIN_WORK: usize = if cfg!(miri) { 1 << 8 } else { 1 << 19 };
 
 /// The number of workers the one-call API uses for a pass over `elems`
 /// elements (T x N) when the caller asks for `threads` (0 = all cores): at
-/// most the request, at least 1, and no more than leave every worker
-/// [`MIN_WORK`] elements. Always 1 without the `parallel` feature.
+/// most the request and the cores the process may use
+/// (`std::thread::available_parallelism`), at least 1, and no more than
+/// leave every worker [`MIN_WORK`] elements. Always 1 without the
+/// `parallel` feature. The result does not change any output bit.
 pub fn workers(threads: usize, elems: usize) -> usize {
     // Size first: a call too small for a second worker never asks the
     // system for the core count (which allocates inside std).
@@ -71,8 +73,37 @@ pub fn workers(threads: usize, elems: usize) -> usize {
     if most <= 1 || threads == 1 {
         return 1;
     }
-    let want = if threads == 0 { pool::cores() } else { threads };
+    let cores = pool::cores();
+    let want = if threads == 0 {
+        cores
+    } else {
+        threads.min(cores)
+    };
     want.min(most).clamp(1, pool::MAX)
+}
+
+#[cfg(all(test, feature = "parallel"))]
+mod worker_tests {
+    extern crate std;
+
+    /// More threads than cores are not spawned (a request of 64 on a
+    /// 2-core machine used to give 64 workers for a large problem).
+    #[test]
+    fn workers_never_exceed_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let huge = super::MIN_WORK * 1024;
+        for threads in [0, 1, 2, cores, cores + 1, 64, usize::MAX] {
+            let w = super::workers(threads, huge);
+            assert!(
+                w >= 1 && w <= cores,
+                "threads {threads}: {w} workers, {cores} cores"
+            );
+            if threads != 0 {
+                assert!(w <= threads);
+            }
+        }
+        assert_eq!(super::workers(0, huge), cores.min(super::pool::MAX));
+    }
 }
 
 /// Phase 1 over all N columns on `w` workers (at most one per [`CHUNK`]

@@ -2,38 +2,27 @@
 //! `PcGrad::project` over `Flat` buffers) against the direct-loop float64
 //! reference of `tests/common/reference.rs`, in every mode (sequential
 //! fixed, explicit and shuffled; simultaneous), both reductions, f32 and
-//! f64 elements, and at every SIMD level this CPU reaches (the levels must
-//! agree bitwise). Build with `RUSTFLAGS="--cfg pcgrad_scalar"` for the
+//! f64 elements. The merge runs on the kernels of every instruction set
+//! this CPU reaches, passed explicitly (`pcgrad::bench::merge_on`), and the
+//! levels must agree bitwise; the projection runs on the best kernels (its
+//! apply pass is held bitwise across instruction sets by the per-ISA kernel
+//! tests in `src/kernels/tests.rs`). Build with `RUSTFLAGS="--cfg pcgrad_scalar"` for the
 //! scalar (Cortex-M) kernels (`scripts/fuzz.sh` does both).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pcgrad::bench::{merge_on, Isa, Kernels};
 use pcgrad::{Element, Flat, FlatMut, Layout, Mode, Order, PcGrad, Reduction, Rng};
 use pcgrad_fuzz::*;
 
 fuzz_target!(|data: &[u8]| run(data));
 
-/// The SIMD levels to run at (forced one after the other).
-#[cfg(target_arch = "x86_64")]
-fn levels() -> Vec<Option<pcgrad::kernels::x86::Level>> {
-    use pcgrad::kernels::x86::{detected, Level};
-    [Level::Portable, Level::Avx, Level::Avx512]
-        .into_iter()
-        .filter(|&l| l as u8 <= detected() as u8)
-        .map(Some)
-        .collect()
+/// The kernels of every instruction set this CPU runs (passed explicitly
+/// to each call through the unstable `pcgrad::bench` module).
+fn levels() -> Vec<Kernels> {
+    Isa::ALL.iter().filter_map(|&i| Kernels::new(i)).collect()
 }
-#[cfg(target_arch = "x86_64")]
-fn force(l: Option<pcgrad::kernels::x86::Level>) {
-    pcgrad::kernels::x86::force(l);
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn levels() -> Vec<Option<()>> {
-    vec![None]
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn force(_: Option<()>) {}
 
 fn run(data: &[u8]) {
     let mut b = Bytes::new(data);
@@ -51,10 +40,9 @@ fn run(data: &[u8]) {
     let g64: Vec<f64> = g.iter().map(|&x| x as f64).collect();
     let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
     for level in levels() {
-        force(level);
-        let (m, p) = both(&sh, &g, &orders, mean, check, &e);
+        let (m, p) = both(level, &sh, &g, &orders, mean, check, &e);
         // f64 elements: the same paths, compared with the reference only.
-        both(&sh, &g64, &orders, mean, check, &e);
+        both(level, &sh, &g64, &orders, mean, check, &e);
         match &first {
             None => first = Some((m, p)),
             Some((m0, p0)) => {
@@ -72,12 +60,12 @@ fn run(data: &[u8]) {
             }
         }
     }
-    force(None);
 }
 
 /// Runs merge and project; returns both results as f32 (f64 results
 /// rounded) after checking them against the reference.
 fn both<F: Element>(
+    k: Kernels,
     sh: &Shape,
     g: &[F],
     orders: &Orders,
@@ -118,7 +106,7 @@ fn both<F: Element>(
 
     let mut merged = vec![F::zero(); n];
     let flat = Flat::new(layout, g).expect("flat");
-    let st = run(&mut |pc| pc.merge(&flat, &mut merged, &mut ws));
+    let st = run(&mut |pc| merge_on(k, pc, &flat, &mut merged, &mut ws));
     if refused {
         assert_eq!(st, Err(pcgrad::Error::NonFinite));
         return (Vec::new(), Vec::new());
