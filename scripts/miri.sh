@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the C ABI tests (the `ffi::` unit tests in src/ffi/, which hold every
-# `unsafe` block of the crate) under Miri, to catch undefined behaviour:
+# `unsafe` block of the crate), then the threaded passes
+# (tests/miri_threads.rs), under Miri, to catch undefined behaviour and data
+# races:
 # out-of-bounds or misaligned accesses, aliasing violations, invalid values,
 # reads of uninitialised memory.
 #
@@ -42,3 +44,13 @@ t0=$SECONDS
 MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" \
     cargo +nightly miri test -p pcgrad --lib --features capi,libm/force-soft-floats ffi::
 echo "miri: ffi tests passed in $((SECONDS - t0)) s"
+
+# The threaded passes (feature `parallel`) on 2 and 3 scoped worker
+# threads: tests/miri_threads.rs (under Miri `parallel::MIN_WORK` is 256
+# elements, so its small problems spawn workers through the one-call API
+# too). Miri checks the scoped threads, the per-chunk partial Grams and
+# their combination for data races and undefined behaviour.
+t0=$SECONDS
+MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" \
+    cargo +nightly miri test -p pcgrad --features parallel,libm/force-soft-floats --test miri_threads
+echo "miri: threaded tests passed in $((SECONDS - t0)) s"

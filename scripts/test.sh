@@ -62,8 +62,10 @@ step "benches compile" cargo bench --no-run --features parallel,capi
 step "C examples: sanitizers, valgrind, C++, pkg-config" make -C c_examples test
 step "MPI: sharded PCGrad vs one process on 1-4 ranks, sharded training" make -C c_examples/mpi test
 step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware-test.sh
-step "Miri over the FFI tests" scripts/miri.sh
+step "Miri over the FFI tests and the threaded passes (2 and 3 workers)" scripts/miri.sh
 step "Python package: pip install ./python, pytest (conformance, API, torch)" scripts/python-test.sh
+step "ThreadSanitizer: parallel tests, concurrent C callers, train.c" scripts/tsan.sh
+step "fuzz targets (ASan, libFuzzer), 20 s each from the seed corpora" scripts/fuzz.sh 20
 
 echo
 echo "test summary:"

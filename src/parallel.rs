@@ -55,7 +55,10 @@ use crate::layout::{Gradients, GradientsMut};
 /// Elements (task rows x columns) each worker must have before a pass uses
 /// another thread: 2^19 `f32` = 2 MiB of reads, about 100 to 200 us of
 /// streaming here, against 20 to 40 us to spawn and join a thread.
-pub const MIN_WORK: usize = 1 << 19;
+///
+/// Under Miri it is 2^8, so that the small problems Miri can run in time
+/// reach 2 and 3 workers through the one-call API (`tests/miri_threads.rs`).
+pub const MIN_WORK: usize = if cfg!(miri) { 1 << 8 } else { 1 << 19 };
 
 /// The number of workers the one-call API uses for a pass over `elems`
 /// elements (T x N) when the caller asks for `threads` (0 = all cores): at

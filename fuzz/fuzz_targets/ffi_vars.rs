@@ -1,0 +1,284 @@
+//! `pcgrad_merge_vars` and `pcgrad_project_vars`: one guarded buffer per
+//! (task, variable) cell (NULL for a task without that variable) and per
+//! merged variable; the input chooses the shape, values, config, NULL and
+//! misaligned pointer arrays and cells, lengths one off, short workspaces
+//! and output cells moved onto other buffers (overlaps).
+//!
+//! Checked as `ffi_flat`: an invalid call fails and changes no byte but
+//! the workspace; a valid one succeeds, writes only its outputs (never a
+//! NULL cell's neighbours) and matches the float64 reference.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pcgrad_fuzz::*;
+
+fuzz_target!(|data: &[u8]| run(data));
+
+fn run(data: &[u8]) {
+    let mut b = Bytes::new(data);
+    let (mut sh, g) = problem_input(&mut b, 12, 200);
+    let project = b.bool();
+    if sh.segments.is_empty() {
+        sh.segments = vec![sh.dim];
+    }
+    if sh.has_grad.is_empty() {
+        sh.has_grad = vec![true; sh.tasks * sh.segments.len()];
+    }
+    let (t, n, s) = (sh.tasks, sh.dim, sh.segments.len());
+    let mut cfg = CfgChoice::draw(&mut b, t);
+    let mut valid = cfg.valid;
+    let mut tasks = t;
+    if b.chance(30) {
+        tasks = if b.bool() { 0 } else { t + 1 };
+        valid = false;
+    }
+    let segs = sh.segments.clone();
+
+    let mut arena = Arena::new();
+    cfg.plan(&mut arena);
+    let starts: Vec<usize> = sh
+        .segments
+        .iter()
+        .scan(0, |p, &l| {
+            *p += l;
+            Some(*p - l)
+        })
+        .collect();
+    let cells: Vec<Option<Buf>> = (0..t * s)
+        .map(|c| sh.has_grad[c].then(|| arena.alloc(4 * sh.segments[c % s])))
+        .collect();
+    let outs: Vec<Buf> = (0..s).map(|k| arena.alloc(4 * sh.segments[k])).collect();
+    let grads_arr = arena.alloc(8 * t * s);
+    let merged_arr = arena.alloc(8 * s);
+    let seg_buf = arena.alloc(8 * s);
+    let stats_buf = arena.alloc(16);
+    let matrix_buf = arena.alloc(8 * t * t);
+    let mut need = 0usize;
+    // SAFETY: `need` is a valid out pointer.
+    assert_eq!(
+        unsafe { pcgrad_workspace_len_vars(t, s, &mut need) },
+        pcgrad_status::PCGRAD_OK
+    );
+    let ws_len = if !b.chance(8) {
+        need
+    } else if b.bool() {
+        need + 1 + b.below(64)
+    } else {
+        valid = false;
+        need - 1 - b.below(need)
+    };
+    let ws_buf = arena.alloc(8 * ws_len);
+    arena.finish();
+
+    let (grads_len, bad) = mutate_len(&mut b, t * s);
+    valid &= !bad;
+    let (seg_len, bad) = mutate_len(&mut b, s);
+    valid &= !bad;
+    let want_merged = !project || b.bool();
+    let (merged_len, bad) = if want_merged {
+        mutate_len(&mut b, s)
+    } else {
+        (0, false)
+    };
+    valid &= !bad;
+    let want_stats = b.bool();
+    let want_matrix = b.bool();
+    let (matrix_len, bad) = if want_matrix {
+        mutate_len(&mut b, t * t)
+    } else {
+        (0, false)
+    };
+    valid &= !bad;
+
+    // The cell pointers: own buffers; sometimes one is moved onto another
+    // buffer of the call (overlap) or misaligned.
+    let config = cfg.place(&mut arena);
+    let mut cell_ptrs: Vec<*mut f32> = Vec::new();
+    let mut moved = false;
+    let mut overlap_targets: Vec<Buf> = cells.iter().flatten().copied().collect();
+    if want_merged {
+        overlap_targets.extend(&outs);
+    }
+    overlap_targets.extend([seg_buf, grads_arr, ws_buf]);
+    for c in 0..t * s {
+        let k = c % s;
+        let Some(buf) = cells[c] else {
+            cell_ptrs.push(core::ptr::null_mut());
+            continue;
+        };
+        arena.write(
+            buf,
+            &g[(c / s) * n + starts[k]..(c / s) * n + starts[k] + sh.segments[k]],
+        );
+        let bytes = 4 * sh.segments[k];
+        // Moving a cell is an overlap only where the call writes it.
+        let o: Vec<Buf> = overlap_targets
+            .iter()
+            .copied()
+            .filter(|&x| x != buf)
+            .collect();
+        let (p, bad) = if project {
+            mutate_ptr(&mut b, &arena, bytes, 4, false, &o)
+        } else if b.chance(30) {
+            (Ptr::Misaligned(1 + b.below(3)), true)
+        } else {
+            (Ptr::Own, false)
+        };
+        // A NULL cell is a task without that variable: valid, but then
+        // the reference differs; keep the cell as it is instead.
+        let p = if p == Ptr::Null { Ptr::Own } else { p };
+        valid &= !(bad && p != Ptr::Own);
+        moved |= p != Ptr::Own;
+        cell_ptrs.push(arena.resolve(Some(buf), p));
+    }
+    let mut out_ptrs: Vec<*mut f32> = Vec::new();
+    for (k, &buf) in outs.iter().enumerate() {
+        let bytes = 4 * sh.segments[k];
+        let o: Vec<Buf> = overlap_targets
+            .iter()
+            .copied()
+            .filter(|&x| x != buf)
+            .collect();
+        let (p, bad) = if want_merged {
+            mutate_ptr(&mut b, &arena, bytes, 4, true, &o)
+        } else {
+            (Ptr::Own, false)
+        };
+        valid &= !bad;
+        moved |= p != Ptr::Own;
+        out_ptrs.push(arena.resolve(Some(buf), p));
+    }
+    arena.write(grads_arr, &cell_ptrs);
+    arena.write(merged_arr, &out_ptrs);
+    arena.write(seg_buf, &segs);
+    let arr_ptr = |b: &mut Bytes, valid: &mut bool| {
+        if b.chance(30) {
+            *valid = false;
+            [Ptr::Null, Ptr::Misaligned(1 + b.below(7))][b.below(2)]
+        } else {
+            Ptr::Own
+        }
+    };
+    let gk = arr_ptr(&mut b, &mut valid);
+    let sk = arr_ptr(&mut b, &mut valid);
+    let mk = if want_merged {
+        arr_ptr(&mut b, &mut valid)
+    } else {
+        Ptr::Null
+    };
+    let wk = arr_ptr(&mut b, &mut valid);
+    let gp: *const *mut f32 = arena.resolve(Some(grads_arr), gk);
+    let sp: *const usize = arena.resolve(Some(seg_buf), sk);
+    let mp: *const *mut f32 = arena.resolve(Some(merged_arr), mk);
+    let stp: *mut pcgrad_stats = if want_stats {
+        arena.ptr(stats_buf, 0)
+    } else {
+        core::ptr::null_mut()
+    };
+    let xp: *mut f64 = if want_matrix {
+        arena.ptr(matrix_buf, 0)
+    } else {
+        core::ptr::null_mut()
+    };
+    let wp: *mut f64 = arena.resolve(Some(ws_buf), wk);
+    let mut regions = cfg.regions(&mut arena, config);
+    regions.extend([
+        (gp as usize, 8 * grads_len, false),
+        (sp as usize, 8 * seg_len, false),
+        (mp as usize, 8 * merged_len, false),
+        (stp as usize, if stp.is_null() { 0 } else { 16 }, true),
+        (xp as usize, 8 * matrix_len, true),
+        (wp as usize, 8 * ws_len, true),
+    ]);
+    if gk == Ptr::Own && grads_len == t * s {
+        for (c, &p) in cell_ptrs.iter().enumerate() {
+            regions.push((p as usize, 4 * sh.segments[c % s], project));
+        }
+    }
+    if mk == Ptr::Own && merged_len == s {
+        for (k, &p) in out_ptrs.iter().enumerate() {
+            regions.push((p as usize, 4 * sh.segments[k], true));
+        }
+    }
+    valid &= !overlaps(&regions);
+    let before = arena.snapshot();
+    // SAFETY: every pointer points into the arena with room for its length
+    // or is refused by the library (NULL, misaligned).
+    let st = unsafe {
+        if project {
+            pcgrad_project_vars(
+                config, gp, grads_len, sp, seg_len, tasks, mp, merged_len, stp, xp, matrix_len, wp,
+                ws_len,
+            )
+        } else {
+            pcgrad_merge_vars(
+                config,
+                gp.cast(),
+                grads_len,
+                sp,
+                seg_len,
+                tasks,
+                mp,
+                merged_len,
+                stp,
+                xp,
+                matrix_len,
+                wp,
+                ws_len,
+            )
+        }
+    };
+    let nonfinite = cfg.check_finite == 1 && !finite_inputs(&sh, &g);
+    let what = if project {
+        "pcgrad_project_vars"
+    } else {
+        "pcgrad_merge_vars"
+    };
+    check_status(st, valid, nonfinite, what);
+    if st != pcgrad_status::PCGRAD_OK {
+        // Only the workspace (scratch) may have been written.
+        arena.assert_unchanged(&before, &[arena.span_of(wp as usize, 8 * ws_len)], what);
+        return;
+    }
+    arena.assert_unchanged(&before, &arena.outputs(&regions), what);
+    if moved {
+        // A cell moved onto a buffer the call does not write: valid, but
+        // its values are not the problem's any more.
+        return;
+    }
+    let e = Expect::new(&sh, &g, &cfg.orders, cfg.mean());
+    cfg.check_rng(&mut arena, e.rng_after);
+    if want_merged {
+        for k in 0..s {
+            let got = arena.read::<f32>(outs[k], sh.segments[k]);
+            let idx: Vec<usize> = (starts[k]..starts[k] + sh.segments[k]).collect();
+            e.check(&format!("{what} merged"), &got, &e.r.merged, &idx, !project);
+        }
+    }
+    if project {
+        for c in 0..t * s {
+            if let Some(buf) = cells[c] {
+                let k = c % s;
+                let got = arena.read::<f32>(buf, sh.segments[k]);
+                let row = (c / s) * n + starts[k];
+                let idx: Vec<usize> = (row..row + sh.segments[k]).collect();
+                e.check(
+                    &format!("{what} projected"),
+                    &got,
+                    &e.r.projected,
+                    &idx,
+                    false,
+                );
+            }
+        }
+    }
+    if want_stats {
+        let got = arena.read::<pcgrad_stats>(stats_buf, 1)[0];
+        e.check_stats(t, got.conflicting_pairs, got.projections);
+    }
+    if want_matrix {
+        let got = arena.read::<f64>(matrix_buf, t * t);
+        e.check_matrix(t, cfg.matrix == PCGRAD_MATRIX_COSINE, &got);
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of fuzz/ for SECONDS each (default 60), with
+# AddressSanitizer (cargo-fuzz's default), starting from the seed corpora in
+# fuzz/seeds/ and the special-float dictionary fuzz/floats.dict. New inputs
+# go to fuzz/corpus/<target>/ (not in git), crashes to fuzz/artifacts/.
+# The differential target also runs as a build with `--cfg pcgrad_scalar`
+# (the Cortex-M kernels). Fails on the first crash, timeout or leak.
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#
+# Needs a nightly toolchain and cargo-fuzz (pinned below); installs both
+# when missing. Prints the executions of each target and the total.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_FUZZ_VERSION=0.13.2
+secs=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(ffi_flat ffi_vars ffi_phases rust_api differential differential-scalar)
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
+fi
+
+cd fuzz
+total=0
+report=()
+for t in "${targets[@]}"; do
+    bin=$t
+    env=()
+    if [ "$t" = differential-scalar ]; then
+        bin=differential
+        env=(RUSTFLAGS="--cfg pcgrad_scalar" CARGO_TARGET_DIR=target/scalar)
+    fi
+    mkdir -p "corpus/$t"
+    log=$(mktemp)
+    echo "==> fuzz $t for $secs s"
+    # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: 2 GiB.
+    if ! env "${env[@]}" cargo +nightly fuzz run "$bin" "corpus/$t" "seeds/$bin" -- \
+        -dict=floats.dict -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 >"$log" 2>&1; then
+        tail -n 60 "$log"
+        echo "fuzz: target $t FAILED (input in fuzz/artifacts/$bin/)"
+        exit 1
+    fi
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
+    rm -f "$log"
+    total=$((total + runs))
+    report+=("$t: $runs executions ($cov)")
+done
+printf '  %s\n' "${report[@]}"
+echo "fuzz: all ${#targets[@]} targets passed, $total executions in total"
