@@ -40,8 +40,11 @@ step "clippy" cargo clippy --all-targets -- -D warnings
 # The core crate alone: `pcgrad-capi` (a default workspace member) turns
 # `pcgrad/parallel` on, so a workspace-wide `cargo test` never builds the
 # core without it.
+# Without std the library has only its compile-time SIMD backend (the
+# run-time AVX/AVX-512 kernels need std's CPU detection), so that build
+# expects exactly the portable kernels.
 step "core without default features (no std, no parallel): every test" \
-    cargo test --release -p pcgrad --no-default-features
+    env PCGRAD_EXPECT_ISA=portable cargo test --release -p pcgrad --no-default-features
 step "core with parallel and the C ABI: every test, threads bitwise equal for 1/2/3/7" \
     cargo test --release -p pcgrad --features parallel,capi
 step "C library crate: header and ABI tests" cargo test --release -p pcgrad-capi
