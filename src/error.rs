@@ -36,6 +36,14 @@ pub enum Error {
     InvalidRange,
     /// A pointer is not aligned for its element type (C API only).
     Misaligned,
+    /// A method parameter is negative, NaN or out of its range (for example
+    /// a negative regularisation or a GradVac `beta` above 1).
+    InvalidParameter,
+    /// A Gram matrix is not positive semidefinite (a negative diagonal
+    /// entry, a 2 x 2 principal minor or an eigenvalue below
+    /// `-`[`PSD_TOL`](crate::methods::PSD_TOL) after normalisation by the
+    /// trace): no set of gradients has it.
+    NotPsd,
 }
 
 impl Error {
@@ -53,6 +61,8 @@ impl Error {
             Error::InvalidOrder => -9,
             Error::InvalidRange => -10,
             Error::Misaligned => -11,
+            Error::InvalidParameter => -12,
+            Error::NotPsd => -13,
         }
     }
 
@@ -70,6 +80,8 @@ impl Error {
             Error::InvalidOrder => "an explicit order is not a permutation of the other tasks",
             Error::InvalidRange => "a coordinate range is inverted or runs past N",
             Error::Misaligned => "a pointer is not aligned for its element type",
+            Error::InvalidParameter => "a method parameter is negative or out of range",
+            Error::NotPsd => "the Gram matrix is not positive semidefinite",
         }
     }
 }

@@ -116,6 +116,10 @@ pub enum pcgrad_status {
     PCGRAD_ERROR_INVALID_RANGE = -10,
     /// A pointer is not aligned for its element type.
     PCGRAD_ERROR_MISALIGNED = -11,
+    /// A method parameter is negative or out of range.
+    PCGRAD_ERROR_INVALID_PARAMETER = -12,
+    /// A Gram matrix is not positive semidefinite.
+    PCGRAD_ERROR_NOT_PSD = -13,
 }
 
 impl From<Error> for pcgrad_status {
@@ -133,6 +137,8 @@ impl From<Error> for pcgrad_status {
             Error::InvalidOrder => PCGRAD_ERROR_INVALID_ORDER,
             Error::InvalidRange => PCGRAD_ERROR_INVALID_RANGE,
             Error::Misaligned => PCGRAD_ERROR_MISALIGNED,
+            Error::InvalidParameter => PCGRAD_ERROR_INVALID_PARAMETER,
+            Error::NotPsd => PCGRAD_ERROR_NOT_PSD,
         }
     }
 }
@@ -773,6 +779,8 @@ pub extern "C" fn pcgrad_status_str(status: i32) -> *const c_char {
         -9 => c"an explicit order is not a permutation of the other tasks",
         -10 => c"a coordinate range is inverted or runs past N",
         -11 => c"a pointer is not aligned for its element type",
+        -12 => c"a method parameter is negative or out of range",
+        -13 => c"the Gram matrix is not positive semidefinite",
         _ => c"unknown status",
     };
     s.as_ptr()
@@ -1808,7 +1816,7 @@ mod tests {
     const SENT64: f64 = -9876.5;
     /// What a flat buffer holds where its task has no gradient (ignored).
     const GARBAGE: f32 = 7.5;
-    const ALL_CODES: [pcgrad_status; 12] = [
+    const ALL_CODES: [pcgrad_status; 14] = [
         PCGRAD_OK,
         PCGRAD_ERROR_NULL_POINTER,
         PCGRAD_ERROR_NO_TASKS,
@@ -1821,6 +1829,8 @@ mod tests {
         PCGRAD_ERROR_INVALID_ORDER,
         PCGRAD_ERROR_INVALID_RANGE,
         PCGRAD_ERROR_MISALIGNED,
+        PCGRAD_ERROR_INVALID_PARAMETER,
+        PCGRAD_ERROR_NOT_PSD,
     ];
 
     /// Task t's gradient at coordinate c: multiples of 1/8 below 2 in
@@ -2799,6 +2809,8 @@ mod tests {
             Error::InvalidOrder,
             Error::InvalidRange,
             Error::Misaligned,
+            Error::InvalidParameter,
+            Error::NotPsd,
         ];
         for (k, e) in errors.into_iter().enumerate() {
             let st = pcgrad_status::from(e);
@@ -2806,7 +2818,7 @@ mod tests {
             assert_eq!(st as i32, e.code());
             assert_eq!(text(e.code()), e.as_str());
         }
-        for code in [1, 2, -12, -100, i32::MIN, i32::MAX] {
+        for code in [1, 2, -14, -100, i32::MIN, i32::MAX] {
             assert_eq!(text(code), "unknown status");
         }
     }
