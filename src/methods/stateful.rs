@@ -156,7 +156,12 @@ pub(crate) fn nash_mtl(
             for i in 0..t {
                 h[i * t + i] += 1.0 / (a[i] * a[i]);
             }
-            cholesky(h, t, t)?;
+            // gn + diag(1 / alpha^2) is positive definite for a PSD gn; a
+            // failed factorisation means alpha ran off to infinity along a
+            // null direction of G (no solution): stop there.
+            if cholesky(h, t, t).is_err() {
+                break;
+            }
             for i in 0..t {
                 d[i] = -g[i];
             }
@@ -174,7 +179,13 @@ pub(crate) fn nash_mtl(
                     trial[i] = a[i] + step * d[i];
                     positive &= trial[i] > 0.0;
                 }
-                if positive && nash_objective(gn, trial, t) <= f0 - 0.25 * step * dec {
+                // Near the solution (dec < 1e-6) the full Newton step is
+                // taken without the Armijo test, whose objective difference
+                // would drown in rounding.
+                if positive
+                    && ((step == 1.0 && dec < 1e-6)
+                        || nash_objective(gn, trial, t) <= f0 - 0.25 * step * dec)
+                {
                     moved = true;
                     break;
                 }
