@@ -10,7 +10,7 @@ mod methods_ref;
 use methods_ref as r;
 use pcgrad::methods::{
     aggregate, aggregate_workspace_len, method_weights, method_workspace_len, AlignedMtl,
-    AlignedScale, DualCone, GradVac, ImtlG, Method, Mgda, NashMtl, NashState,
+    AlignedScale, CaGrad, DualCone, GradVac, ImtlG, Method, Mgda, NashMtl, NashState,
 };
 use pcgrad::{Error, Flat, Layout, PcGrad, PerVariable, PpcGrad, Rng};
 
@@ -209,6 +209,83 @@ fn mgda_is_the_min_norm_point_of_the_hull() {
                 1.0,
                 &format!("MGDA FW {name}"),
             );
+        }
+    }
+}
+
+/// CAGrad's objective on H: F(w) = w^T H u + phi sqrt(w^T H w).
+fn cagrad_objective(h: &[f64], t: usize, c: f64, w: &[f64]) -> f64 {
+    let u = vec![1.0 / t as f64; t];
+    let phi = c * r::quad(h, &u).sqrt();
+    let hu = r::matvec(h, &u);
+    w.iter().zip(&hu).map(|(a, b)| a * b).sum::<f64>() + phi * r::quad(h, w).sqrt()
+}
+
+#[test]
+fn cagrad_satisfies_its_kkt_conditions() {
+    for (name, t, j) in jacobians() {
+        let g = r::gram(&j, t);
+        if r::trace(&g, t) == 0.0 {
+            continue;
+        }
+        for c in [0.1, 0.4, 2.0] {
+            let reg = 1e-8;
+            let p = CaGrad {
+                c,
+                reg,
+                ..Default::default()
+            };
+            let wt = weights_of(&mut Method::CaGrad(p), &g, t).unwrap();
+            let h = r::regularised(&g, t, reg);
+            let u = 1.0 / t as f64;
+            // w on the simplex from the weights u + (phi / |g_w|) w.
+            let d: Vec<f64> = wt.iter().map(|x| x - u).collect();
+            let sd: f64 = d.iter().sum();
+            assert!(sd > 0.0, "{name}: {wt:?}");
+            let w: Vec<f64> = d.iter().map(|x| x / sd).collect();
+            assert!(w.iter().all(|&x| x >= -1e-12), "{name}: {w:?}");
+            let phi = c * r::quad(&h, &vec![u; t]).sqrt();
+            let gw = r::quad(&h, &w).sqrt();
+            // 1e-6: with opposite gradients phi = c sqrt(reg / 2) comes out
+            // of a cancellation.
+            assert!(
+                (sd - phi / gw).abs() <= 1e-6 * sd,
+                "{name}: scale {sd} {} {wt:?} {w:?}",
+                phi / gw
+            );
+            // KKT: grad_i = (H u)_i + phi (H w)_i / |g_w| >= nu everywhere,
+            // = nu on the support.
+            let hu = r::matvec(&h, &vec![u; t]);
+            let hw = r::matvec(&h, &w);
+            let grad: Vec<f64> = (0..t).map(|i| hu[i] + phi * hw[i] / gw).collect();
+            let nu = grad.iter().cloned().fold(f64::INFINITY, f64::min);
+            let sc = max_abs(&grad).max(max_abs(&hu));
+            for i in 0..t {
+                if w[i] > 1e-9 {
+                    assert!(
+                        (grad[i] - nu).abs() <= 1e-7 * sc,
+                        "{name} c={c}: {grad:?} {w:?}"
+                    );
+                }
+            }
+            // No simplex point does better: the vertices and random points.
+            let f = cagrad_objective(&h, t, c, &w);
+            let mut rng = Rng::new(t as u64);
+            for k in 0..t + 200 {
+                let z: Vec<f64> = if k < t {
+                    (0..t).map(|i| if i == k { 1.0 } else { 0.0 }).collect()
+                } else {
+                    let e: Vec<f64> = (0..t)
+                        .map(|_| {
+                            -(((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64).ln()
+                        })
+                        .collect();
+                    let s: f64 = e.iter().sum();
+                    e.iter().map(|x| x / s).collect()
+                };
+                let fz = cagrad_objective(&h, t, c, &z);
+                assert!(f <= fz + 1e-9 * sc, "{name} c={c}: {f} > {fz}");
+            }
         }
     }
 }
@@ -502,6 +579,7 @@ fn mean_and_sum() {
 fn stateless() -> Vec<(&'static str, Method<'static>)> {
     vec![
         ("MGDA", Method::Mgda(Mgda::default())),
+        ("CAGrad", Method::CaGrad(CaGrad::default())),
         ("UPGrad", Method::UpGrad(DualCone::default())),
         ("DualProj", Method::DualProj(DualCone::default())),
         ("IMTL-G", Method::ImtlG(ImtlG::default())),

@@ -93,6 +93,24 @@ pub struct DualCone {
     pub reg: f64,
 }
 
+/// CAGrad's parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CaGrad {
+    /// The radius of the ball around the mean gradient, relative to its
+    /// norm (0 = 0.4, the paper's setting on NYU-v2 and the official code's
+    /// default; torchjd has no default). Must not be negative.
+    pub c: f64,
+    /// The ridge of H = G / tr(G) + reg I on which the problem is solved,
+    /// so that |g_w| > 0 and the solution is unique (0 = 1e-8). Must not
+    /// be negative.
+    pub reg: f64,
+    /// Relative width of the bracket on the multiplier lambda at which the
+    /// bisection stops (0 = 1e-12). Must not be negative.
+    pub tol: f64,
+    /// Bisection steps at most (0 = 200).
+    pub max_iters: u32,
+}
+
 /// IMTL-G's parameters.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ImtlG {
@@ -204,6 +222,23 @@ pub enum Method<'a> {
     /// gradient projected onto the dual cone, w = v(1/T) with the QP of
     /// [`Method::UpGrad`]. For G = 0 the weights are 1/T.
     DualProj(DualCone),
+    /// CAGrad (Liu et al., "Conflict-Averse Gradient Descent for
+    /// Multi-task Learning", NeurIPS 2021, Algorithm 1), in torchjd's
+    /// Gram form: with H = G / tr(G) + reg I ([`CaGrad::reg`]),
+    /// u = 1/T, |g_0| = sqrt(u^T H u), phi = c |g_0| and
+    /// |g_w| = sqrt(w^T H w), w = argmin over the simplex of
+    /// w^T H u + phi |g_w|, and the weights are u + (phi / |g_w|) w.
+    ///
+    /// Solved exactly (torchjd calls cvxpy/Clarabel, the paper scipy's
+    /// SLSQP): the optimum is the simplex QP
+    /// argmin w^T H u + (lam / 2) w^T H w at the lam where
+    /// lam |g_w(lam)| = phi, found by geometric bisection on lam
+    /// ([`CaGrad::tol`], [`CaGrad::max_iters`]) with each QP solved by
+    /// block principal pivoting. The ridge keeps |g_w| >= sqrt(reg / T),
+    /// so where torchjd returns zero weights (|g_w| < 1e-4, the hull of
+    /// the gradients touching 0) this crate returns the ridge's solution.
+    /// For G = 0 or a zero mean gradient the weights are 1/T.
+    CaGrad(CaGrad),
     /// IMTL-G (Liu et al., "Towards Impartial Multi-task Learning", ICLR
     /// 2021), in the generalisation of Quinton and Rey (2024) that torchjd
     /// implements: with d_i = sqrt(G_ii) and v = G^+ d (the pseudo-inverse
@@ -272,6 +307,7 @@ pub fn method_workspace_len(method: &Method<'_>, tasks: usize) -> Result<usize> 
         Method::PcGrad(_) => engine::coefficients_len(t)?,
         Method::Mean | Method::Sum | Method::Random(_) => tt,
         Method::Mgda(_) => tt + t,
+        Method::CaGrad(_) => 2 * tt + 8 * t,
         Method::UpGrad(_) | Method::DualProj(_) => tt + qp::box_qp_len(t) + 4 * t,
         Method::ImtlG(_) | Method::AlignedMtl(_) => 2 * tt + 2 * t,
         Method::GradVac(..) => 2 * tt + 4 * t,
@@ -332,6 +368,7 @@ pub fn method_weights(
             Ok(())
         }
         Method::Mgda(p) => simplex::mgda(p, gn, s, t, weights, rest),
+        Method::CaGrad(p) => simplex::cagrad(p, gn, s, t, weights, rest),
         Method::UpGrad(p) => qp::upgrad(p, gn, s, t, weights, rest),
         Method::DualProj(p) => qp::dualproj(p, gn, s, t, weights, rest),
         Method::ImtlG(p) => spectral::imtl_g(p, gn, s, t, weights, rest),
@@ -347,6 +384,9 @@ fn check_params(method: &Method<'_>, t: usize) -> Result<()> {
     let bad = |x: f64| x.is_nan() || x < 0.0;
     let ok = match method {
         Method::Mgda(p) => !bad(p.tol),
+        Method::CaGrad(p) => {
+            !bad(p.c) && p.c.is_finite() && !bad(p.reg) && p.reg.is_finite() && !bad(p.tol)
+        }
         Method::UpGrad(p) | Method::DualProj(p) => !bad(p.reg) && p.reg.is_finite(),
         Method::ImtlG(p) => !bad(p.rank_tol) && !bad(p.eps),
         Method::AlignedMtl(p) => !bad(p.rank_tol),
