@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 
 /// The tolerance of the cheap positive-semidefiniteness test every method
-/// runs on its Gram matrix (see [`normalise`]), and of the eigenvalue test
+/// runs on its Gram matrix (before any work), and of the eigenvalue test
 /// of the methods that decompose it: on the trace-normalised Gram
 /// G / tr(G), a 2 x 2 principal minor below `-PSD_TOL`
 /// (G_ij^2 > G_ii G_jj + PSD_TOL) or an eigenvalue below `-PSD_TOL` is
