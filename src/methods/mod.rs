@@ -451,8 +451,8 @@ fn random_weights(rng: &mut Rng, w: &mut [f64]) {
 /// and thread count applied). For the other methods the merged gradient is
 /// `sum_j w_j g_j` on every coordinate (no reduction), the passes run on
 /// one thread, and non-finite gradients are refused ([`Error::NonFinite`],
-/// free: seen in the Gram matrix). On error nothing but the workspace and
-/// (PCGrad only, as [`PcGrad::merge`]) nothing else is written.
+/// free: seen in the Gram matrix). On error nothing but the workspace is
+/// written (neither `merged` nor the method's state).
 pub fn aggregate<F: Element, G: Gradients<F>>(
     method: &mut Method<'_>,
     grads: &G,
