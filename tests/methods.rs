@@ -950,3 +950,27 @@ fn qp_solver_handles_larger_t() {
         assert!(gw.iter().all(|&x| x >= -1e-10 * max_abs(&gw)), "T={t}");
     }
 }
+
+#[test]
+fn kinds_are_the_c_numbering() {
+    use pcgrad::methods::kind;
+    let mut rng = Rng::new(1);
+    assert_eq!(Method::PcGrad(PcGrad::new(&mut rng)).kind(), kind::PCGRAD);
+    assert_eq!(Method::PcGrad(PpcGrad::new()).kind(), kind::PPCGRAD);
+    let got: Vec<u32> = stateless().iter().map(|(_, m)| m.kind()).collect();
+    assert_eq!(
+        got,
+        [
+            kind::MGDA,
+            kind::CAGRAD,
+            kind::UPGRAD,
+            kind::DUALPROJ,
+            kind::IMTL_G,
+            kind::ALIGNED_MTL,
+            kind::MEAN,
+            kind::SUM
+        ]
+    );
+    assert_eq!((kind::NASH_MTL, kind::GRADVAC, kind::RANDOM), (8, 9, 12));
+    assert_eq!(Method::Random(&mut rng).kind(), kind::RANDOM);
+}

@@ -292,6 +292,64 @@ pub enum Method<'a> {
     Random(&'a mut Rng),
 }
 
+/// The stable numbers of the methods, in the order of the C constants
+/// `PCGRAD_METHOD_*` (never renumbered): what [`Method::kind`] returns and
+/// what the `kind` field of the C struct `pcgrad_method` holds.
+pub mod kind {
+    /// [`Method::PcGrad`](super::Method::PcGrad) with a sequential mode.
+    pub const PCGRAD: u32 = 0;
+    /// [`Method::PcGrad`](super::Method::PcGrad) with the simultaneous mode.
+    pub const PPCGRAD: u32 = 1;
+    /// [`Method::Mgda`](super::Method::Mgda).
+    pub const MGDA: u32 = 2;
+    /// [`Method::UpGrad`](super::Method::UpGrad).
+    pub const UPGRAD: u32 = 3;
+    /// [`Method::DualProj`](super::Method::DualProj).
+    pub const DUALPROJ: u32 = 4;
+    /// [`Method::CaGrad`](super::Method::CaGrad).
+    pub const CAGRAD: u32 = 5;
+    /// [`Method::ImtlG`](super::Method::ImtlG).
+    pub const IMTL_G: u32 = 6;
+    /// [`Method::AlignedMtl`](super::Method::AlignedMtl).
+    pub const ALIGNED_MTL: u32 = 7;
+    /// [`Method::NashMtl`](super::Method::NashMtl).
+    pub const NASH_MTL: u32 = 8;
+    /// [`Method::GradVac`](super::Method::GradVac).
+    pub const GRADVAC: u32 = 9;
+    /// [`Method::Mean`](super::Method::Mean).
+    pub const MEAN: u32 = 10;
+    /// [`Method::Sum`](super::Method::Sum).
+    pub const SUM: u32 = 11;
+    /// [`Method::Random`](super::Method::Random).
+    pub const RANDOM: u32 = 12;
+}
+
+impl Method<'_> {
+    /// The method's stable number ([`kind`]).
+    pub fn kind(&self) -> u32 {
+        match self {
+            Method::PcGrad(pc) => {
+                if matches!(pc.mode, crate::engine::Mode::Simultaneous) {
+                    kind::PPCGRAD
+                } else {
+                    kind::PCGRAD
+                }
+            }
+            Method::Mgda(_) => kind::MGDA,
+            Method::UpGrad(_) => kind::UPGRAD,
+            Method::DualProj(_) => kind::DUALPROJ,
+            Method::CaGrad(_) => kind::CAGRAD,
+            Method::ImtlG(_) => kind::IMTL_G,
+            Method::AlignedMtl(_) => kind::ALIGNED_MTL,
+            Method::NashMtl(..) => kind::NASH_MTL,
+            Method::GradVac(..) => kind::GRADVAC,
+            Method::Mean => kind::MEAN,
+            Method::Sum => kind::SUM,
+            Method::Random(_) => kind::RANDOM,
+        }
+    }
+}
+
 /// Doubles of workspace [`method_weights`] needs for `method` on T tasks.
 pub fn method_workspace_len(method: &Method<'_>, tasks: usize) -> Result<usize> {
     if tasks == 0 {
