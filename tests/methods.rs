@@ -974,3 +974,41 @@ fn kinds_are_the_c_numbering() {
     assert_eq!((kind::NASH_MTL, kind::GRADVAC, kind::RANDOM), (8, 9, 12));
     assert_eq!(Method::Random(&mut rng).kind(), kind::RANDOM);
 }
+
+#[test]
+fn every_method_is_finite_at_large_t() {
+    for (t, n) in [(16usize, 40usize), (16, 3), (64, 100), (64, 8)] {
+        let j = random_j(t, n, 1000 + t as u64 + n as u64);
+        let g = r::gram(&j, t);
+        for (m, mut method) in stateless() {
+            let w = weights_of(&mut method, &g, t).unwrap();
+            assert_eq!(w.len(), t, "{m}");
+        }
+        let mut alpha = vec![0.0; t];
+        weights_of(
+            &mut Method::NashMtl(NashMtl::default(), NashState::new(&mut alpha)),
+            &g,
+            t,
+        )
+        .unwrap();
+        let (mut phi, mut rng) = (vec![0.0; t * t], Rng::new(2));
+        for _ in 0..3 {
+            weights_of(
+                &mut Method::GradVac(GradVac::default(), &mut phi, &mut rng),
+                &g,
+                t,
+            )
+            .unwrap();
+        }
+        assert!(phi.iter().all(|x| x.is_finite() && x.abs() <= 1.0 + 1e-12));
+        // IMTL-G on full rank: equal projections of every g_i on the update.
+        if n >= t {
+            let w = weights_of(&mut Method::ImtlG(ImtlG::default()), &g, t).unwrap();
+            let gw = r::matvec(&g, &w);
+            let p: Vec<f64> = (0..t).map(|i| gw[i] / g[i * t + i].sqrt()).collect();
+            for x in &p {
+                assert!((x - p[0]).abs() <= 1e-6 * p[0].abs(), "T={t}: {p:?}");
+            }
+        }
+    }
+}
