@@ -161,6 +161,14 @@ typedef enum pcgrad_status {
    * A pointer is not aligned for its element type.
    */
   PCGRAD_ERROR_MISALIGNED = -11,
+  /**
+   * A method parameter is negative or out of range.
+   */
+  PCGRAD_ERROR_INVALID_PARAMETER = -12,
+  /**
+   * A Gram matrix is not positive semidefinite.
+   */
+  PCGRAD_ERROR_NOT_PSD = -13,
 } pcgrad_status;
 
 /**

@@ -74,6 +74,7 @@ mod error;
 pub mod ffi;
 pub mod kernels;
 mod layout;
+pub mod methods;
 pub mod parallel;
 mod rng;
 
