@@ -993,4 +993,5 @@ impl UnArgs {
 }
 
 mod calls;
+mod methods;
 mod refusals;
