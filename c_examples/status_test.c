@@ -689,6 +689,10 @@ static pcgrad_status aggregate_call(void) {
                                  sizeof WS / sizeof WS[0]);
 }
 
+static pcgrad_status vars_call(void) {
+    return pcgrad_aggregate_vars(&F.meth, F.vptr, T * NV, F.vsegs, NV, T, F.voutp, NV, WS, sizeof WS / sizeof WS[0]);
+}
+
 /* The Gram matrix of the fixture's gradients, by pcgrad_gram_flat. */
 static void method_gram(void) {
     double g[2 * T * T] = {0};
@@ -716,6 +720,7 @@ static void method_errors(void) {
     F.meth.kind = 13;
     EXPECT("method: unknown kind 13", PCGRAD_ERROR_INVALID_ENUM, weights_call());
     EXPECT("method: unknown kind 13, aggregate", PCGRAD_ERROR_INVALID_ENUM, aggregate_call());
+    EXPECT("method: unknown kind 13, aggregate_vars", PCGRAD_ERROR_INVALID_ENUM, vars_call());
     EXPECT("method_workspace_len: unknown kind", PCGRAD_ERROR_INVALID_ENUM, pcgrad_method_workspace_len(&F.meth, T, &F.out));
     F.meth.kind = UINT32_MAX;
     EXPECT("method: unknown kind UINT32_MAX", PCGRAD_ERROR_INVALID_ENUM, weights_call());
@@ -748,6 +753,7 @@ static void method_errors(void) {
     F.meth.c = -0.5;
     EXPECT("method: CAGrad c = -0.5", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
     EXPECT("method: CAGrad c = -0.5, aggregate", PCGRAD_ERROR_INVALID_PARAMETER, aggregate_call());
+    EXPECT("method: CAGrad c = -0.5, aggregate_vars", PCGRAD_ERROR_INVALID_PARAMETER, vars_call());
     F.meth.c = NAN;
     EXPECT("method: CAGrad c = NaN", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
     F.meth.c = INFINITY;
@@ -807,6 +813,7 @@ static void method_errors(void) {
     F.meth.nash_alpha = F.alpha;
     F.meth.nash_step = NULL;
     EXPECT("method: Nash-MTL with NULL step", PCGRAD_ERROR_NULL_POINTER, aggregate_call());
+    EXPECT("method: Nash-MTL with NULL step, aggregate_vars", PCGRAD_ERROR_NULL_POINTER, vars_call());
     F.meth.nash_step = &F.step;
     F.meth.nash_alpha = F.weights;
     EXPECT("method: Nash-MTL alpha = the weights", PCGRAD_ERROR_OVERLAP, weights_call());
@@ -833,6 +840,19 @@ static void method_errors(void) {
     /* non-finite gradients in the one call */
     F.grads[2] = NAN;
     EXPECT("method: aggregate of a NaN gradient", PCGRAD_ERROR_NON_FINITE, aggregate_call());
+    F.vg[1][0][1] = INFINITY;
+    EXPECT("method: aggregate_vars of an infinite gradient", PCGRAD_ERROR_NON_FINITE, vars_call());
+    /* a successful per-variable call */
+    F.vg[1][0][1] = 1.0f;
+    F.meth.kind = PCGRAD_METHOD_MEAN;
+    check(vars_call() == PCGRAD_OK, "method: aggregate_vars MEAN OK");
+    {
+        double err = 0.0;
+        for (int k = 0; k < 4; k++)
+            err = fmax(err, fabs(F.vout[0][k] - ((double)F.vg[0][0][k] + F.vg[1][0][k] + F.vg[2][0][k]) / 3.0));
+        err = fmax(err, fabs(F.vout[1][0] - F.vg[1][1][0] / 3.0)); /* only task 1 has variable 1 */
+        check(err <= 1e-6, "method: aggregate_vars MEAN = the mean per variable");
+    }
     reset();
 }
 

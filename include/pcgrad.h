@@ -840,6 +840,20 @@ enum pcgrad_status pcgrad_method_workspace_len(const struct pcgrad_method *metho
                                                size_t *out);
 
 /**
+ * Writes to `*out` the doubles of workspace `pcgrad_aggregate_vars` needs
+ * for `*method` on T tasks and S variables: `pcgrad_workspace_len_vars(T,
+ * S)` plus `pcgrad_method_workspace_len`.
+ *
+ * # Safety
+ *
+ * As `pcgrad_method_workspace_len`.
+ */
+enum pcgrad_status pcgrad_aggregate_workspace_len_vars(const struct pcgrad_method *method,
+                                                       size_t tasks,
+                                                       size_t vars,
+                                                       size_t *out);
+
+/**
  * Writes to `*out` the doubles of workspace `pcgrad_aggregate_flat` needs
  * for `*method` on T tasks: `pcgrad_workspace_len(T)` plus
  * `pcgrad_method_workspace_len`.
@@ -908,6 +922,34 @@ enum pcgrad_status pcgrad_aggregate_flat(const struct pcgrad_method *method,
                                          size_t tasks,
                                          size_t dim,
                                          float *merged,
+                                         size_t merged_len,
+                                         double *workspace,
+                                         size_t workspace_len);
+
+/**
+ * One call of a method on per-variable gradients (`grads[t * S + s]`
+ * task t's buffer for variable s, NULL where the task has none, as
+ * `pcgrad_merge_vars`), writing each variable's merged gradient
+ * `sum_j w_j g_j` into `merged[s]`. `workspace` holds at least
+ * `pcgrad_aggregate_workspace_len_vars(T, S)` doubles.
+ *
+ * For PCGrad / PPCGrad this is `pcgrad_merge_vars` with the method's
+ * config. For the other methods no reduction applies, the passes run on
+ * one thread and non-finite gradients are refused. On error nothing but
+ * the workspace is written (neither `merged` nor the method's state).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_vars`, and the state pointers of `*method` its kind
+ * uses point at the elements their lengths say.
+ */
+enum pcgrad_status pcgrad_aggregate_vars(const struct pcgrad_method *method,
+                                         const float *const *grads,
+                                         size_t grads_len,
+                                         const size_t *segments,
+                                         size_t segments_len,
+                                         size_t tasks,
+                                         float *const *merged,
                                          size_t merged_len,
                                          double *workspace,
                                          size_t workspace_len);

@@ -2,12 +2,17 @@
 //! workspace sizes, phase 2 on a Gram matrix and the one-call aggregation.
 
 use core::ptr;
+use core::slice;
 
 use super::check::*;
+use super::sizes::*;
 use super::types::*;
-use crate::engine::{Mode, Order};
+use super::vars::{pcgrad_merge_vars, split_vars_ws};
+use crate::engine::{self, Coefficients, Mode, Order, Reduction};
 use crate::error::{Error, Result};
+use crate::layout::PerVariable;
 use crate::methods::{self, AlignedScale, Method, NashState};
+use crate::parallel;
 use crate::rng::Rng;
 
 /// `pcgrad_method.kind`: PCGrad (the paper's sequential projection; the
@@ -379,6 +384,39 @@ pub unsafe extern "C" fn pcgrad_method_workspace_len(
     })())
 }
 
+/// The workspace of `pcgrad_aggregate_vars`: `pcgrad_workspace_len_vars(T,
+/// S)` plus `pcgrad_method_workspace_len`.
+fn aggregate_len_vars(m: &MethodArgs, tasks: usize, vars: usize) -> Result<usize> {
+    let extra = m.sized(|k| methods::method_workspace_len(k, tasks))?;
+    workspace_len_vars(tasks, vars)?
+        .checked_add(extra)
+        .ok_or(Error::Overflow)
+}
+
+/// Writes to `*out` the doubles of workspace `pcgrad_aggregate_vars` needs
+/// for `*method` on T tasks and S variables: `pcgrad_workspace_len_vars(T,
+/// S)` plus `pcgrad_method_workspace_len`.
+///
+/// # Safety
+///
+/// As `pcgrad_method_workspace_len`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_aggregate_workspace_len_vars(
+    method: *const pcgrad_method,
+    tasks: usize,
+    vars: usize,
+    out: *mut usize,
+) -> pcgrad_status {
+    status((|| {
+        let m = read_kind(method)?;
+        req(out, 1)?;
+        let n = aggregate_len_vars(&m, tasks, vars)?;
+        // SAFETY: `out` passed `req`.
+        unsafe { out.write(n) };
+        Ok(())
+    })())
+}
+
 /// Writes to `*out` the doubles of workspace `pcgrad_aggregate_flat` needs
 /// for `*method` on T tasks: `pcgrad_workspace_len(T)` plus
 /// `pcgrad_method_workspace_len`.
@@ -535,4 +573,132 @@ pub unsafe extern "C" fn pcgrad_aggregate_flat(
             m.with(|k| methods::aggregate(k, &flat, out, ws))
         }
     })())
+}
+
+/// One call of a method on per-variable gradients (`grads[t * S + s]`
+/// task t's buffer for variable s, NULL where the task has none, as
+/// `pcgrad_merge_vars`), writing each variable's merged gradient
+/// `sum_j w_j g_j` into `merged[s]`. `workspace` holds at least
+/// `pcgrad_aggregate_workspace_len_vars(T, S)` doubles.
+///
+/// For PCGrad / PPCGrad this is `pcgrad_merge_vars` with the method's
+/// config. For the other methods no reduction applies, the passes run on
+/// one thread and non-finite gradients are refused. On error nothing but
+/// the workspace is written (neither `merged` nor the method's state).
+///
+/// # Safety
+///
+/// As `pcgrad_merge_vars`, and the state pointers of `*method` its kind
+/// uses point at the elements their lengths say.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_aggregate_vars(
+    method: *const pcgrad_method,
+    grads: *const *const f32,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    tasks: usize,
+    merged: *const *mut f32,
+    merged_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    status((|| {
+        let m = MethodArgs::read(method, tasks)?;
+        // SAFETY: the caller promises the table lengths.
+        let g = unsafe { VarsArgs::check(grads, grads_len, segments, segments_len, tasks)? };
+        req(merged, merged_len)?;
+        let s = g.segs.len();
+        if merged_len != s {
+            return Err(Error::LengthMismatch);
+        }
+        let need = aggregate_len_vars(&m, tasks, s)?;
+        check_workspace(workspace, workspace_len, need)?;
+        if let Some(cfg) = &m.cfg {
+            let local = cfg.raw;
+            let c: *const pcgrad_config = if m.raw.config.is_null() {
+                &local
+            } else {
+                m.raw.config
+            };
+            // SAFETY: forwarded to the caller; `c` is the caller's config
+            // or a local copy of the default.
+            return status_result(unsafe {
+                pcgrad_merge_vars(
+                    c,
+                    grads,
+                    grads_len,
+                    segments,
+                    segments_len,
+                    tasks,
+                    merged,
+                    merged_len,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    0,
+                    workspace,
+                    workspace_len,
+                )
+            });
+        }
+        // SAFETY: `merged` passed `req` for S pointers.
+        let outs_ptrs = unsafe { outs_table(merged, s, g.segs)? };
+        let ([m0, m1, m2], [o0, o1, o2, o3], [t0, t1]) =
+            (m.inputs(method), m.outputs(), g.tables());
+        let fixed_outs = [Span::of(workspace, workspace_len), o0, o1, o2, o3];
+        let fixed_ins = [m0, m1, m2, t0, t1, Span::of(merged, merged_len)];
+        // The workspace holds the output spans while they are checked:
+        // first make sure that writing it changes no table.
+        disjoint_fixed(&mut { fixed_outs }, &fixed_ins)?;
+        let all_outs = fixed_outs.into_iter().chain(out_spans(outs_ptrs, g.segs));
+        // SAFETY: the workspace passed `req` and is disjoint from the
+        // tables the spans are read from.
+        let outs = unsafe { spans_in(workspace, workspace_len, all_outs)? };
+        disjoint(outs, &mut fixed_ins.into_iter().chain(g.buffers()))?;
+        // SAFETY: every buffer passed `req`/`opt` for its length; the
+        // outputs (each merged buffer, the workspace, the method's state)
+        // are disjoint from each other and from every input, so no mutable
+        // slice below aliases another slice.
+        unsafe {
+            let base = need - vars_extra(tasks * s, s)?;
+            let (vs, segs) = (g.vars, g.segs);
+            let (ws, tab, mask) = split_vars_ws(workspace, base, vs.len(), |c| {
+                let p = vs[c];
+                if p.is_null() {
+                    None
+                } else {
+                    Some(slice::from_raw_parts(p, segs[c % s]))
+                }
+            });
+            let pg = PerVariable::new(tasks, segs, &*tab, mask)?;
+            let t = tasks;
+            let gl = engine::gram_workspace_len(t)?;
+            let cl = engine::coefficients_len(t)?;
+            let tl = engine::tile_len(t)?;
+            let (gram, rest) = ws.split_at_mut(gl);
+            let (coef_ws, rest) = rest.split_at_mut(cl);
+            let (tile, rest) = rest.split_at_mut(tl);
+            gram.fill(0.0);
+            parallel::accumulate_gram(&pg, gram, 1)?;
+            let (a, b) = coef_ws.split_at_mut(t * t);
+            a.fill(0.0);
+            m.with(|k| methods::method_weights(k, &gram[..t * t], t, &mut b[..t], rest))?;
+            let coef = Coefficients::from_workspace(t, coef_ws)?;
+            let mut lo = 0;
+            for (k, &len) in segs.iter().enumerate() {
+                let out = view_mut(outs_ptrs[k], len);
+                engine::apply_merged(&pg, &coef, Reduction::Sum, lo, lo + len, out, tile)?;
+                lo += len;
+            }
+            Ok(())
+        }
+    })())
+}
+
+/// A status as a `Result`, to return a nested call's status.
+fn status_result(s: pcgrad_status) -> Result<()> {
+    match Error::from_code(s as i32) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -521,3 +521,66 @@ fn want_table() -> Vec<[f64; 3]> {
         })
         .collect()
 }
+
+#[test]
+fn aggregate_vars_equals_aggregate_flat() {
+    for t in TASKS {
+        let g = grads(t, false);
+        // Task t's buffer of variable s: its row's slice of segment s.
+        let ptrs: Vec<*const f32> = (0..t * S)
+            .map(|c| g[(c / S) * N + seg_start(c % S)..].as_ptr())
+            .collect();
+        for kind in KINDS {
+            let (mut cs, mut fs) = (State::new(t), State::new(t));
+            let m = c_method(kind, &mut cs);
+            let mut need = 0;
+            // SAFETY: live locals.
+            let st = unsafe { pcgrad_aggregate_workspace_len_vars(&m, t, S, &mut need) };
+            assert_eq!(st, PCGRAD_OK);
+            let mut ws = vec![SENT64; need];
+            let mut outs: Vec<Vec<f32>> = SEGS.iter().map(|&l| vec![SENT32; l]).collect();
+            let outp: Vec<*mut f32> = outs.iter_mut().map(|o| o.as_mut_ptr()).collect();
+            // SAFETY: every pointer is live for the length its segment says.
+            let st = unsafe {
+                pcgrad_aggregate_vars(
+                    &m,
+                    ptrs.as_ptr(),
+                    ptrs.len(),
+                    SEGS.as_ptr(),
+                    S,
+                    t,
+                    outp.as_ptr(),
+                    S,
+                    ws.as_mut_ptr(),
+                    ws.len(),
+                )
+            };
+            assert_eq!(st, PCGRAD_OK, "{kind} T={t}");
+            let fm = c_method(kind, &mut fs);
+            let mut flat = vec![SENT32; N];
+            let mut fws = vec![SENT64; ws_len(&fm, t, true)];
+            // SAFETY: live vectors of the lengths passed.
+            let st = unsafe {
+                pcgrad_aggregate_flat(
+                    &fm,
+                    g.as_ptr(),
+                    g.len(),
+                    SEGS.as_ptr(),
+                    S,
+                    ptr::null(),
+                    0,
+                    t,
+                    N,
+                    flat.as_mut_ptr(),
+                    N,
+                    fws.as_mut_ptr(),
+                    fws.len(),
+                )
+            };
+            assert_eq!(st, PCGRAD_OK);
+            let joined: Vec<f32> = outs.concat();
+            assert_eq!(bits32(&joined), bits32(&flat), "{kind} T={t}");
+            assert_eq!(cs.bits(), fs.bits(), "state of {kind} T={t}");
+        }
+    }
+}
