@@ -956,6 +956,31 @@ static void successes(void) {
     check(near(mx[1], -1.0 / sqrt(2.0)) && near(mx[2], -1.0 / sqrt(2.0)) && near(mx[0], 1.0) && near(mx[3], 1.0),
           "2-D: cosine matrix");
 
+    /* near the top of the float range (an independent client's reproducer):
+     * rows (3e38, 1e37) and (-3e38, 1e37) merge to exactly (0, 3.99556e37)
+     * under the sum, and (2e38), (-2e38) to (0), in both modes and through
+     * both calls, never inf or NaN. */
+    {
+        for (int mode = 0; mode <= 1; mode++)
+            for (int path = 0; path <= 1; path++) {
+                float big[4] = {3e38f, 1e37f, -3e38f, 1e37f};
+                float one[2] = {2e38f, -2e38f};
+                float mb[2] = {1.0f, 1.0f}, m1[1] = {1.0f};
+                memset(&c, 0, sizeof c);
+                c.mode = (uint32_t)mode;
+                c.reduction = PCGRAD_REDUCTION_SUM;
+                pcgrad_status s1 = path == 0
+                    ? pcgrad_merge_flat(&c, big, 4, NULL, 0, NULL, 0, 2, 2, mb, 2, NULL, NULL, 0, ws, 256)
+                    : pcgrad_project_flat(&c, big, 4, NULL, 0, NULL, 0, 2, 2, mb, 2, NULL, NULL, 0, ws, 256);
+                pcgrad_status s2 = path == 0
+                    ? pcgrad_merge_flat(&c, one, 2, NULL, 0, NULL, 0, 2, 1, m1, 1, NULL, NULL, 0, ws, 256)
+                    : pcgrad_project_flat(&c, one, 2, NULL, 0, NULL, 0, 2, 1, m1, 1, NULL, NULL, 0, ws, 256);
+                check(s1 == PCGRAD_OK && mb[0] == 0.0f && fabs(mb[1] - 3.99556e37) <= 1e-5 * 3.99556e37,
+                      "near max: (3e38, 1e37), (-3e38, 1e37) merge to (0, 3.99556e37)");
+                check(s2 == PCGRAD_OK && m1[0] == 0.0f, "near max: (2e38), (-2e38) merge to (0)");
+            }
+    }
+
     /* no conflict: g0 = (1, 1), g1 = (1, 0): untouched, merged = mean */
     {
         float h[4] = {1.0f, 1.0f, 1.0f, 0.0f};

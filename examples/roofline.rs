@@ -1,5 +1,5 @@
 //! The roofline benchmark: how close the one-call path comes to the physical
-//! limit of two streaming passes over the T x N gradients (DESIGN section 7).
+//! limit of two streaming passes over the T x N gradients (docs/architecture.md, "Measuring").
 //!
 //! ```sh
 //! cargo run --release --features parallel --example roofline             # full grid
@@ -11,16 +11,19 @@
 //! thread and on all cores), the one-call merged path (`PpcGrad`, serial and
 //! on all cores), the in-place projected path (all cores) and the direct
 //! loop of the TensorFlow/PyTorch ports (O(T^2) passes, one thread), and,
-//! on x86-64, the serial merged path again with the run-time AVX kernels
-//! turned off (`portable1`: the compile-time `wide` backend, SSE2 on a
-//! default build). Times are medians; each ratio is to the limit measured
-//! with the same thread count. The last line is the worst merged-path ratio over the cases with
-//! N >= 1e6 and T <= 8. Options: `--quick`, `--threads K` (default: all
+//! the serial merged path again on the compile-time kernels
+//! (`portable1`: the `wide` backend, SSE2 on a default x86-64 build,
+//! through the unstable `pcgrad::bench` module). Times are medians; each ratio is to the limit measured
+//! with the same thread count. The last lines are the worst merged-path ratio over the cases with
+//! N >= 1e6 and T <= 8, and the smallest dispatch gain over every row (the
+//! quick set has T = 16, where the run-time AVX-512 kernels once lost to
+//! the compile-time backend). Options: `--quick`, `--threads K` (default: all
 //! cores), `--llc-mib M` (the cache size that separates the regimes, 32).
 
 #[path = "../tests/common/direct.rs"]
 mod direct;
 
+use pcgrad::bench::{self, Isa, Kernels};
 use pcgrad::{Flat, FlatMut, Layout, PpcGrad};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -78,20 +81,9 @@ fn make_grads(tasks: usize, dim: usize) -> Vec<f32> {
     out
 }
 
-/// The run-time kernel level in use (x86-64 with `std`).
+/// The instruction set of the kernels in use.
 fn runtime_level() -> String {
-    #[cfg(target_arch = "x86_64")]
-    return format!("{:?}", pcgrad::kernels::x86::level());
-    #[cfg(not(target_arch = "x86_64"))]
-    return "none".into();
-}
-
-/// Turns the run-time kernels off (on) for the `portable1` column.
-fn set_portable(on: bool) {
-    #[cfg(target_arch = "x86_64")]
-    pcgrad::kernels::x86::force(on.then_some(pcgrad::kernels::x86::Level::Portable));
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = on;
+    format!("{:?}", Kernels::best().isa())
 }
 
 fn median(v: &mut [Duration]) -> f64 {
@@ -118,7 +110,7 @@ fn main() {
     let threads = opt("--threads").unwrap_or(cores).max(1);
     let llc = opt("--llc-mib").unwrap_or(32) << 20;
     let (ts, ns): (&[usize], &[usize]) = if quick {
-        (&[2, 8], &[10_000, 1_000_000])
+        (&[2, 8, 16], &[10_000, 1_000_000])
     } else {
         (&[2, 4, 8, 16], &[10_000, 1_000_000, 10_000_000])
     };
@@ -152,7 +144,11 @@ fn main() {
         "T", "N", "MiB", "regime", "limit1", "merged1", "ratio", "limitP", "mergedP", "ratio",
         "projP", "ratio", "direct1", "ratio", "speedup", "portable1", "gain"
     );
+    let portable = Kernels::new(Isa::Portable).expect("the portable kernels run everywhere");
     let mut worst: Option<(f64, usize, usize)> = None;
+    // The smallest gain of the run-time kernels over the compile-time
+    // backend (portable1 / merged1): below 1 the dispatch loses.
+    let mut worst_gain: Option<(f64, usize, usize)> = None;
     for &t in ts {
         for &n in ns {
             let bytes = t * n * 4;
@@ -193,13 +189,10 @@ fn main() {
                         .project(&mut g, None, &mut ws)
                         .expect("project")
                 }));
-                set_portable(true);
                 v[6].push(time(&mut || {
-                    PpcGrad::new()
-                        .merge(&flat, &mut merged, &mut ws)
+                    bench::merge_on(portable, &mut PpcGrad::new(), &flat, &mut merged, &mut ws)
                         .expect("merge")
                 }));
-                set_portable(false);
                 if r < direct_reps {
                     let d = time(&mut || {
                         direct::direct_merge(&grads, t, n, true, true, &mut scratch, &mut merged)
@@ -218,6 +211,10 @@ fn main() {
                         worst = Some((r, t, n));
                     }
                 }
+            }
+            let gain = m[6] / m[1];
+            if worst_gain.is_none_or(|w| gain < w.0) {
+                worst_gain = Some((gain, t, n));
             }
             let ms = |s: f64| s * 1e3;
             println!(
@@ -245,5 +242,11 @@ fn main() {
     match worst {
         Some((r, t, n)) => println!("roofline: worst ratio {r:.2} at T={t} N={n}"),
         None => println!("roofline: worst ratio n/a (no case with N >= 1e6 and T <= 8)"),
+    }
+    if let Some((g, t, n)) = worst_gain {
+        println!(
+            "roofline: smallest dispatch gain {g:.2} at T={t} N={n} (run-time {} kernels against the compile-time backend; below 1.0 the run-time selection loses)",
+            runtime_level()
+        );
     }
 }

@@ -4,7 +4,8 @@
 #   scripts/install.sh [PREFIX]        # default PREFIX: /usr/local
 #   DESTDIR=/tmp/stage scripts/install.sh /usr
 #
-# Installs PREFIX/lib/libpcgrad.a, PREFIX/lib/libpcgrad.so,
+# Installs PREFIX/lib/libpcgrad.a, PREFIX/lib/libpcgrad.so.0 (with the
+# symlink PREFIX/lib/libpcgrad.so),
 # PREFIX/include/pcgrad.h and PREFIX/lib/pkgconfig/pcgrad.pc, each under
 # $DESTDIR when it is set (for packaging: the .pc file names PREFIX, not
 # DESTDIR). Honours CARGO and CARGO_TARGET_DIR.
@@ -55,11 +56,22 @@ fi
 dest=$destdir$prefix
 install -d "$dest/lib/pkgconfig" "$dest/include"
 install -m 644 "$libdir/libpcgrad.a" "$dest/lib/libpcgrad.a"
-install -m 755 "$libdir/libpcgrad.so" "$dest/lib/libpcgrad.so"
+# The static library holds the object files of Rust's std, core, alloc and
+# compiler_builtins (a Rust staticlib bundles them; the linker keeps only
+# what a program calls), about 22 of its 23 MB, most of it their debug
+# information. Without that the installed archive is about 14 MB; programs
+# linked against it are the same.
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug "$dest/lib/libpcgrad.a"
+fi
+# The file carries the SONAME (capi/build.rs); libpcgrad.so is the
+# link-time name.
+install -m 755 "$libdir/libpcgrad.so" "$dest/lib/libpcgrad.so.0"
+ln -sf libpcgrad.so.0 "$dest/lib/libpcgrad.so"
 install -m 644 include/pcgrad.h "$dest/include/pcgrad.h"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@LIBS_PRIVATE@|$native|" \
     capi/pcgrad.pc.in >"$dest/lib/pkgconfig/pcgrad.pc"
 chmod 644 "$dest/lib/pkgconfig/pcgrad.pc"
 
 echo "installed pcgrad $version into $dest:"
-echo "  lib/libpcgrad.a lib/libpcgrad.so include/pcgrad.h lib/pkgconfig/pcgrad.pc"
+echo "  lib/libpcgrad.a lib/libpcgrad.so.0 lib/libpcgrad.so include/pcgrad.h lib/pkgconfig/pcgrad.pc"

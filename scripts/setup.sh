@@ -5,6 +5,9 @@ set -euo pipefail
 
 rustup target add thumbv7em-none-eabihf
 rustup component add rustfmt clippy
+# The declared minimum Rust version (rust-version in Cargo.toml: 1.89, as `wide` 1.7.1 needs), for the
+# MSRV build step.
+rustup toolchain install 1.89 --profile minimal
 
 need_pkgs=()
 for p in $(cat "$(dirname "$0")/debian-packages.txt" 2>/dev/null | grep -v '^#'); do

@@ -3,7 +3,7 @@
 
 use crate::engine::{self, coefficients, Mode, Order, Reduction, Stats};
 use crate::error::{Error, Result};
-use crate::kernels::Element;
+use crate::kernels::{Element, Kernels};
 use crate::layout::{Gradients, GradientsMut};
 use crate::parallel;
 use crate::rng::Rng;
@@ -141,6 +141,17 @@ impl<'a> PcGrad<'a> {
         grads: &G,
         workspace: &mut [f64],
     ) -> Result<(usize, Stats)> {
+        self.prepare_on(None, grads, workspace)
+    }
+
+    /// [`PcGrad::prepare`], on the kernels `k` on the calling thread when
+    /// given, else on the best kernels and `self.threads` workers.
+    fn prepare_on<F: Element, G: Gradients<F>>(
+        &mut self,
+        k: Option<Kernels>,
+        grads: &G,
+        workspace: &mut [f64],
+    ) -> Result<(usize, Stats)> {
         let layout = *grads.layout();
         let t = layout.tasks();
         if workspace.len() < workspace_len(t)? {
@@ -157,8 +168,13 @@ impl<'a> PcGrad<'a> {
             .split_at_mut_checked(gl)
             .ok_or(Error::WorkspaceTooSmall)?;
         gram.fill(0.0);
-        let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
-        parallel::accumulate_gram(grads, gram, w)?;
+        match k {
+            Some(k) => engine::accumulate_gram_with(k, grads, 0, layout.dim(), gram)?,
+            None => {
+                let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
+                parallel::accumulate_gram(grads, gram, w)?;
+            }
+        }
         // The diagonal G_ii, i < T.
         if self.check_finite
             && (0..t).any(|i| gram.get(i * (t + 1)).is_some_and(|d| !d.is_finite()))
@@ -179,16 +195,37 @@ impl<'a> PcGrad<'a> {
         merged: &mut [F],
         workspace: &mut [f64],
     ) -> Result<Stats> {
+        self.merge_on(None, grads, merged, workspace)
+    }
+
+    /// [`PcGrad::merge`], on the kernels `k` on the calling thread when
+    /// given (for [`crate::bench`]), else on the best kernels and
+    /// `self.threads` workers.
+    pub(crate) fn merge_on<F: Element, G: Gradients<F>>(
+        &mut self,
+        k: Option<Kernels>,
+        grads: &G,
+        merged: &mut [F],
+        workspace: &mut [f64],
+    ) -> Result<Stats> {
         let layout = *grads.layout();
         if merged.len() != layout.dim() {
             return Err(Error::LengthMismatch);
         }
-        let (off, stats) = self.prepare(grads, workspace)?;
+        let (off, stats) = self.prepare_on(k, grads, workspace)?;
         let t = layout.tasks();
         let (coef_ws, tile) = split_rest(workspace, off, engine::coefficients_len(t)?)?;
         let coef = engine::Coefficients::from_workspace(t, coef_ws)?;
-        let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
-        parallel::apply_merged(grads, &coef, self.reduction, merged, tile, w)?;
+        match k {
+            Some(k) => {
+                let n = layout.dim();
+                engine::apply_merged_with(k, grads, &coef, self.reduction, 0, n, merged, tile)?
+            }
+            None => {
+                let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
+                parallel::apply_merged(grads, &coef, self.reduction, merged, tile, w)?;
+            }
+        }
         Ok(stats)
     }
 

@@ -1,4 +1,4 @@
-//! The three phases of the fast algorithm (DESIGN section 2), public so that
+//! The three phases of the fast algorithm (docs/architecture.md, section 2), public so that
 //! a caller can shard N across threads or machines:
 //!
 //! 1. [`accumulate_gram`]: one streaming read of the gradients over a
@@ -16,7 +16,7 @@
 //! the same PRNG state, and applies them to its own range.
 
 use crate::error::{Error, Result};
-use crate::kernels::{scalar, Element, Tile, BLOCK, SIMD};
+use crate::kernels::{Element, Kernels, Tile, BLOCK, SIMD};
 use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
 use crate::rng::Rng;
 
@@ -25,11 +25,6 @@ use crate::rng::Rng;
 /// bitwise the same however the chunks are shared among threads (and
 /// however a range is split, when the split points are multiples of CHUNK).
 pub const CHUNK: usize = 8192;
-
-/// Columns per kernel call of the `f32` apply path when a segment has more
-/// than four task rows (the merged block, 8 KiB, stays in L1 between the
-/// groups of four rows).
-const APPLY_W: usize = 2048;
 
 /// Groups of four rows that may take the `f32` lanes in the Gram pass;
 /// later groups (more than 1024 tasks) always take the exact kernel. One
@@ -131,6 +126,17 @@ pub fn accumulate_gram<F: Element, G: Gradients<F>>(
     hi: usize,
     gram: &mut [f64],
 ) -> Result<()> {
+    accumulate_gram_with(Kernels::best(), grads, lo, hi, gram)
+}
+
+/// [`accumulate_gram`] on the kernels `k`.
+pub(crate) fn accumulate_gram_with<F: Element, G: Gradients<F>>(
+    k: Kernels,
+    grads: &G,
+    lo: usize,
+    hi: usize,
+    gram: &mut [f64],
+) -> Result<()> {
     let layout = *grads.layout();
     check_range(&layout, lo, hi)?;
     let t = layout.tasks();
@@ -144,7 +150,7 @@ pub fn accumulate_gram<F: Element, G: Gradients<F>>(
     while c0 < hi {
         let c1 = hi.min((c0 / CHUNK + 1) * CHUNK);
         part.fill(0.0);
-        accumulate_chunk(grads, c0, c1, part);
+        accumulate_chunk(k, grads, c0, c1, part);
         add_upper(g, part, t);
         c0 = c1;
     }
@@ -176,13 +182,14 @@ pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
 /// without ([`accumulate_pairs`], the small code and stack for Cortex-M).
 /// Bitwise the same arithmetic either way, for the same kernels.
 pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
+    k: Kernels,
     grads: &G,
     c0: usize,
     c1: usize,
     part: &mut [f64],
 ) {
     if SIMD {
-        accumulate_runs(grads, c0, c1, part)
+        accumulate_runs(k, grads, c0, c1, part)
     } else {
         accumulate_pairs(grads, c0, c1, part)
     }
@@ -249,7 +256,13 @@ pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
 /// do not take the exact kernel), then the off-diagonal tiles, on the `f32`
 /// lanes in the blocks where both groups fit. Every block adds the same
 /// value into `part` as a kernel call per block would, in the same order.
-fn accumulate_runs<F: Element, G: Gradients<F>>(grads: &G, c0: usize, c1: usize, part: &mut [f64]) {
+fn accumulate_runs<F: Element, G: Gradients<F>>(
+    k: Kernels,
+    grads: &G,
+    c0: usize,
+    c1: usize,
+    part: &mut [f64],
+) {
     /// Bits of per-block fit flags kept for one run (every group's blocks).
     const BITS: usize = 512;
     let layout = *grads.layout();
@@ -269,7 +282,7 @@ fn accumulate_runs<F: Element, G: Gradients<F>>(grads: &G, c0: usize, c1: usize,
             }
         }
         let (ra, rb) = (rows(ia, shape.rows), rows(ib, shape.cols));
-        let fits = F::gram_run(ra, rb, shape, run.len(), fast, &mut out);
+        let fits = F::gram_run(k, ra, rb, shape, run.len(), fast, &mut out);
         for (r, &i) in ia.iter().enumerate().take(shape.rows) {
             for (c, &j) in ib.iter().enumerate().take(shape.cols) {
                 if i <= j {
@@ -532,10 +545,37 @@ fn check_apply(layout: &Layout<'_>, coef: &Coefficients<'_>, lo: usize, hi: usiz
 }
 
 /// Phase 3, merged only: `merged[n - lo] = w(n) sum_j b_j g_j[n]` for n in
-/// `lo..hi`. `merged` must hold `hi - lo` values; `tile` must hold
-/// [`tile_len`] doubles (used only when a coefficient is out of the `f32`
-/// range, which sends the pass through `f64`).
+/// `lo..hi`, summed in `f64` (in order of j, over the tasks with a
+/// gradient there and b_j != 0) and rounded once: bitwise the merged output
+/// of [`apply_projected`], and free of overflow that the exact result does
+/// not have. `merged` must hold `hi - lo` values; `tile` must hold
+/// [`tile_len`] doubles (scratch for the sums when more than four tasks
+/// take part).
 pub fn apply_merged<F: Element, G: Gradients<F>>(
+    grads: &G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    lo: usize,
+    hi: usize,
+    merged: &mut [F],
+    tile: &mut [f64],
+) -> Result<()> {
+    apply_merged_with(
+        Kernels::best(),
+        grads,
+        coef,
+        reduction,
+        lo,
+        hi,
+        merged,
+        tile,
+    )
+}
+
+/// [`apply_merged`] on the kernels `k`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
+    k: Kernels,
     grads: &G,
     coef: &Coefficients<'_>,
     reduction: Reduction,
@@ -553,57 +593,49 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
         return Err(Error::WorkspaceTooSmall);
     }
     let t = layout.tasks();
-    let fits = coef
-        .b
-        .iter()
-        .all(|&b| F::coef_fits(b) && F::coef_fits(b / t as f64));
+    // The f64 sums of a column block when more than four rows take part
+    // (the kernel adds four rows per call).
+    let acc = &mut tile[..tile_len(t)?];
     for seg in layout.pieces(lo, hi) {
         let w = weight(&layout, seg.index, reduction);
-        if fits && !SIMD {
-            // Without SIMD: a fill and one axpy per row over the piece,
-            // bitwise the grouped kernel calls below.
-            if let Some(out) = merged.get_mut(seg.start - lo..seg.end - lo) {
+        // The rows that take part: those with a gradient on the segment and
+        // a non-zero coefficient (as the projected path skips them, so the
+        // two merged outputs are bitwise equal).
+        let used = |j: usize| layout.has_grad(j, seg.index) && at(coef.b, j) != 0.0;
+        let group = |from: usize| {
+            let (mut idx, mut n, mut j) = ([0usize; 4], 0, from);
+            while j < t && n < 4 {
+                if used(j) {
+                    idx[n] = j;
+                    n += 1;
+                }
+                j += 1;
+            }
+            (idx, n, j)
+        };
+        let rows = (0..t).filter(|&j| used(j)).count();
+        // One kernel call over the whole piece when one group holds every
+        // row (one write of `merged`), else column blocks that `acc` holds.
+        let step = if rows <= 4 { seg.len() } else { acc.len() };
+        for piece in seg.blocks(step) {
+            let out = &mut merged[piece.start - lo..piece.end - lo];
+            let (mut g, mut first) = (group(0), true);
+            if g.1 == 0 {
                 out.fill(F::zero());
-                for j in (0..t).filter(|&j| layout.has_grad(j, seg.index)) {
-                    let alpha = F::from_f64(at(coef.b, j) * w);
-                    scalar::axpy(out, alpha, grads.values(j, &seg));
-                }
+                continue;
             }
-        } else if fits {
-            // Groups of four rows per kernel call, each call over the whole
-            // piece when one group holds every row (one write of `merged`),
-            // else over L1-sized column blocks.
-            let rows = (0..t).filter(|&j| layout.has_grad(j, seg.index)).count();
-            let step = if rows <= 4 { seg.len() } else { APPLY_W };
-            for piece in seg.blocks(step) {
-                let out = &mut merged[piece.start - lo..piece.end - lo];
-                let (mut ta, mut first) = (0, true);
-                loop {
-                    let (ia, na, next) = layout.group_of_four(seg.index, ta);
-                    if na == 0 {
-                        break;
-                    }
-                    let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
-                    let x = j.map(|j| grads.values(j, &piece));
-                    let alpha = j.map(|j| F::from_f64(coef.b[j] * w));
-                    F::combine_rows(out, x, alpha, na, first);
-                    ta = next;
-                    first = false;
+            loop {
+                let (ia, na, next) = g;
+                let after = group(next);
+                let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
+                let x = j.map(|j| grads.values(j, &piece));
+                let c = j.map(|j| at(coef.b, j));
+                let last = (after.1 == 0).then_some(w);
+                F::merge_rows(k, out, acc, x, c, na, first, last);
+                if last.is_some() {
+                    break;
                 }
-                if first {
-                    out.fill(F::zero());
-                }
-            }
-        } else {
-            for piece in seg.blocks(TILE_W) {
-                let (rows, acc) = load_tile(grads, &piece, tile);
-                merged_from_tile(
-                    rows,
-                    coef.b,
-                    w,
-                    acc,
-                    &mut merged[piece.start - lo..piece.end - lo],
-                );
+                (g, first) = (after, false);
             }
         }
     }
@@ -707,8 +739,10 @@ fn combine(rows: &[f64], coef: &[f64], acc: &mut [f64]) {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
-    use crate::kernels::gram_tile_exact;
+    use crate::kernels::{gram_tile_exact, scalar};
     use crate::layout::Flat;
 
     /// The Gram of a chunk as one scalar tile call per block and group of

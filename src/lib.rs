@@ -59,6 +59,14 @@
 //!
 //! Without default features the crate needs only `core`: no `alloc`, no
 //! global allocator, no panic handler of its own.
+//!
+//! # Global state
+//!
+//! None that a caller can change: every call works on its arguments only.
+//! The one mutable global is the cache of the detected CPU features (x86-64
+//! with `std`: which of the AVX and AVX-512 kernels this CPU runs), written
+//! once by the first call that needs it; every value it can hold gives
+//! bitwise the same results.
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -67,12 +75,14 @@
 extern crate std;
 
 mod api;
+#[doc(hidden)]
+pub mod bench;
 pub mod engine;
 mod error;
 #[cfg(feature = "capi")]
 #[allow(unsafe_code)]
 pub mod ffi;
-pub mod kernels;
+mod kernels;
 mod layout;
 pub mod methods;
 pub mod parallel;

@@ -10,7 +10,7 @@
 //! build:
 //!
 //! - **Gram pass.** The serial engine ([`engine::accumulate_gram`]) sums one
-//!   partial Gram per aligned [`CHUNK`] of columns, in chunk order. The
+//!   partial Gram per aligned [`engine::CHUNK`] of columns, in chunk order. The
 //!   threaded pass gives each worker a contiguous run of chunks, each worker
 //!   writes every chunk's partial (computed by the same
 //!   `engine::accumulate_chunk`) into its own slot, and the calling thread
@@ -18,7 +18,7 @@
 //!   order, whatever the number of workers.
 //! - **Apply pass.** Every output coordinate is computed from that
 //!   coordinate alone, with coefficients that every worker shares. The
-//!   column ranges are cut at multiples of [`BLOCK`] from the start of the
+//!   column ranges are cut at multiples of the kernels' 256-column block from the start of the
 //!   segment that holds the cut, so each worker sees the same block grid as
 //!   the serial pass (the kernels round a multiply and an add in every lane
 //!   and in the tail alike, so this is a safeguard rather than a need).
@@ -252,6 +252,7 @@ mod threaded {
     use super::*;
     use crate::engine::{accumulate_chunk, add_upper, gram_workspace_len, symmetrize};
     use crate::error::Error;
+    use crate::kernels::Kernels;
     use crate::layout::{sealed::Sealed, Layout, Segment};
     use std::vec;
     use std::vec::Vec;
@@ -272,6 +273,7 @@ mod threaded {
         let mut parts = vec![0.0f64; chunks * tt];
         let mut rest = &mut parts[..];
         let mut jobs = Vec::with_capacity(w);
+        let kernels = Kernels::best();
         for k in 0..w {
             let (c_lo, c_hi) = (k * chunks / w, (k + 1) * chunks / w);
             let (mine, tail) = rest.split_at_mut((c_hi - c_lo) * tt);
@@ -279,7 +281,7 @@ mod threaded {
             jobs.push(move || {
                 for (i, part) in mine.chunks_exact_mut(tt).enumerate() {
                     let c = (c_lo + i) * CHUNK;
-                    accumulate_chunk(grads, c, n.min(c + CHUNK), part);
+                    accumulate_chunk(kernels, grads, c, n.min(c + CHUNK), part);
                 }
             });
         }

@@ -10,7 +10,7 @@
 //! Self-contained: include it with
 //! `#[path = "../tests/common/direct.rs"] mod direct;`.
 //!
-//! Semantics (DESIGN section 1, no masks): sequential mode visits the other
+//! Semantics (docs/architecture.md section 1, no masks): sequential mode visits the other
 //! tasks in ascending order (the `fixed` order) and takes each dot product
 //! with the already projected gradient; simultaneous mode takes every dot
 //! product with the original gradient. A zero g_j is never projected onto.

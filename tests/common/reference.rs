@@ -1,5 +1,5 @@
 //! An independent `f64` reference: a straight transcription of the normative
-//! semantics (DESIGN section 1) with direct loops over the coordinates. It
+//! semantics (docs/architecture.md, section 1) with direct loops over the coordinates. It
 //! forms every dot product afresh from the vectors (no Gram-matrix trick), so
 //! it shares no arithmetic structure with the library's fast path.
 
@@ -113,7 +113,7 @@ fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
 }
 
-/// Runs PCGrad on `p` as DESIGN section 1 defines it. `mean` selects the
+/// Runs PCGrad on `p` as docs/architecture.md (section 1) defines it. `mean` selects the
 /// `mean` reduction (1/T on shared coordinates, 1 elsewhere); otherwise
 /// `sum`.
 pub fn reference(p: &Problem, mode: &RefMode, mean: bool) -> RefOutput {

@@ -1,0 +1,141 @@
+"""The C ABI of ``libpcgrad`` (``include/pcgrad.h``) through :mod:`ctypes`.
+
+The shared library is the one bundled in the wheel (the extension module
+``pcgrad._native``, which is libpcgrad plus two fast entry points);
+``PCGRAD_LIBRARY`` in the environment points at another build of the same
+library (for example ``target/release/libpcgrad.so``). Every function is
+declared with its exact C prototype. ``ctypes.CDLL`` releases the GIL around
+each foreign call, so other Python threads run while the library works.
+
+Private module: the public API is in :mod:`pcgrad`.
+"""
+
+import ctypes
+import os
+
+__all__ = []
+
+# Status codes of enum pcgrad_status (stable, never renumbered).
+OK = 0
+ERROR_NULL_POINTER = -1
+ERROR_NO_TASKS = -2
+ERROR_LENGTH_MISMATCH = -3
+ERROR_OVERFLOW = -4
+ERROR_WORKSPACE_TOO_SMALL = -5
+ERROR_NON_FINITE = -6
+ERROR_OVERLAP = -7
+ERROR_INVALID_ENUM = -8
+ERROR_INVALID_ORDER = -9
+ERROR_INVALID_RANGE = -10
+ERROR_MISALIGNED = -11
+
+MODE_SEQUENTIAL = 0
+MODE_SIMULTANEOUS = 1
+ORDER_FIXED = 0
+ORDER_SHUFFLED = 1
+ORDER_EXPLICIT = 2
+REDUCTION_MEAN = 0
+REDUCTION_SUM = 1
+MATRIX_GRAM = 0
+MATRIX_COSINE = 1
+
+
+class RngStruct(ctypes.Structure):
+    """``struct pcgrad_rng``."""
+
+    _fields_ = [("state", ctypes.c_uint64)]
+
+
+class ConfigStruct(ctypes.Structure):
+    """``struct pcgrad_config``."""
+
+    _fields_ = [
+        ("mode", ctypes.c_uint32),
+        ("order", ctypes.c_uint32),
+        ("reduction", ctypes.c_uint32),
+        ("check_finite", ctypes.c_uint32),
+        ("matrix", ctypes.c_uint32),
+        ("threads", ctypes.c_size_t),
+        ("order_table", ctypes.c_void_p),
+        ("order_table_len", ctypes.c_size_t),
+        ("rng", ctypes.c_void_p),
+    ]
+
+
+class StatsStruct(ctypes.Structure):
+    """``struct pcgrad_stats``."""
+
+    _fields_ = [("conflicting_pairs", ctypes.c_size_t), ("projections", ctypes.c_size_t)]
+
+
+def _find_library():
+    path = os.environ.get("PCGRAD_LIBRARY")
+    if path:
+        return path
+    if _native is None:
+        raise ImportError(
+            "pcgrad: the bundled library pcgrad._native is missing"
+            + " (build the package with `pip install ./python` or `maturin build`)"
+        )
+    return _native.__file__
+
+
+try:
+    # The bundled library: libpcgrad built as the extension module
+    # pcgrad._native (see python/native), loaded both as a module (its fast
+    # entry points) and, below, through ctypes (every C function).
+    from . import _native
+except ImportError:  # only with PCGRAD_LIBRARY, else _find_library says so
+    _native = None
+
+LIBRARY_PATH = _find_library()
+lib = ctypes.CDLL(LIBRARY_PATH)
+
+_p = ctypes.c_void_p
+_z = ctypes.c_size_t
+_u32 = ctypes.c_uint32
+
+# name: argument types (pointers as void*, passed as integer addresses).
+_PROTOTYPES = {
+    "pcgrad_workspace_len": [_z, _p],
+    "pcgrad_workspace_len_vars": [_z, _z, _p],
+    "pcgrad_gram_len": [_z, _p],
+    "pcgrad_coefficients_len": [_z, _p],
+    "pcgrad_tile_len": [_z, _p],
+    "pcgrad_config_default": [_p],
+    "pcgrad_merge_flat": [_p, _p, _z, _p, _z, _p, _z, _z, _z, _p, _z, _p, _p, _z, _p, _z],
+    "pcgrad_project_flat": [_p, _p, _z, _p, _z, _p, _z, _z, _z, _p, _z, _p, _p, _z, _p, _z],
+    "pcgrad_merge_vars": [_p, _p, _z, _p, _z, _z, _p, _z, _p, _p, _z, _p, _z],
+    "pcgrad_project_vars": [_p, _p, _z, _p, _z, _z, _p, _z, _p, _p, _z, _p, _z],
+    "pcgrad_pack": [_p, _z, _p, _z, _z, _p, _z, _p, _z],
+    "pcgrad_unflatten": [_p, _z, _p, _z, _p, _z],
+    "pcgrad_gram_flat": [_p, _z, _p, _z, _p, _z, _z, _z, _z, _z, _p, _z],
+    "pcgrad_gram_combine": [_p, _z, _z, _p, _z],
+    "pcgrad_coefficients": [_p, _p, _z, _z, _p, _p, _z],
+    "pcgrad_apply_merged_flat": [_p, _z, _p, _z, _p, _z, _p, _z, _z, _z, _u32, _z, _z, _p, _z, _p, _z],
+    "pcgrad_apply_projected_flat": [_p, _z, _p, _z, _p, _z, _p, _z, _z, _z, _u32, _z, _z, _p, _z, _p, _z],
+}
+
+for _name, _args in _PROTOTYPES.items():
+    _f = getattr(lib, _name)
+    _f.argtypes = _args
+    _f.restype = ctypes.c_int  # enum pcgrad_status
+lib.pcgrad_status_str.argtypes = [ctypes.c_int32]
+lib.pcgrad_status_str.restype = ctypes.c_char_p
+lib.pcgrad_version.argtypes = []
+lib.pcgrad_version.restype = ctypes.c_char_p
+
+
+def status_str(status):
+    """The library's description of a status code."""
+    return lib.pcgrad_status_str(status).decode("utf-8", "replace")
+
+
+def size_query(name, *args):
+    """Calls one of the ``pcgrad_*_len`` queries and returns its result."""
+    out = ctypes.c_size_t(0)
+    status = getattr(lib, name)(*args, ctypes.addressof(out))
+    return status, out.value
+
+
+VERSION = lib.pcgrad_version().decode()
