@@ -16,7 +16,7 @@
 #include <string.h>
 
 enum { T = 3, N = 6, S = 2, NV = 3, VMAX = 4, PAD = 4 };
-#define NCODES 12 /* PCGRAD_OK and the eleven errors, 0 down to -11 */
+#define NCODES 14 /* PCGRAD_OK and the thirteen errors, 0 down to -13 */
 
 /* Every caller buffer any call below receives, except the workspace. */
 static struct fixture {
@@ -42,6 +42,13 @@ static struct fixture {
     double gram[2 * T * T];
     double partial[2 * T * T];
     double coef[T * T + 2 * T];
+    /* methods */
+    pcgrad_method meth;
+    double targets[T * T];
+    double alpha[T];
+    uint64_t step;
+    double weights[T];
+    double mgram[T * T];
 } F, SNAP;
 
 static double WS[2048]; /* the workspace: the only buffer a failure may write */
@@ -109,6 +116,17 @@ static void reset(void) {
         F.partial[k] = 0.25 * k;
     }
     for (int k = 0; k < T * T + 2 * T; k++) F.coef[k] = -999.0;
+    /* methods: a non-fresh state, so that a reset would show */
+    for (int k = 0; k < T * T; k++) F.targets[k] = 0.25;
+    for (int k = 0; k < T; k++) F.alpha[k] = 0.5;
+    F.step = 7;
+    for (int k = 0; k < T; k++) F.weights[k] = -444.0;
+    F.meth.rng = &F.rng;
+    F.meth.targets = F.targets;
+    F.meth.targets_len = T * T;
+    F.meth.nash_alpha = F.alpha;
+    F.meth.nash_alpha_len = T;
+    F.meth.nash_step = &F.step;
     for (size_t k = 0; k < sizeof WS / sizeof WS[0]; k++) WS[k] = 0.0;
 }
 
@@ -658,6 +676,186 @@ static void sizes_and_phases(void) {
 /* ------------------------------------------------------------------ */
 /* Strings and versions. */
 
+/* ------------------------------------------------------------------ */
+/* The methods: phase 2 on a Gram matrix from the phase API, and the one
+ * call. */
+
+static pcgrad_status weights_call(void) {
+    return pcgrad_method_weights(&F.meth, F.mgram, T * T, T, F.weights, T, WS, sizeof WS / sizeof WS[0]);
+}
+
+static pcgrad_status aggregate_call(void) {
+    return pcgrad_aggregate_flat(&F.meth, F.grads, T * N, NULL, 0, NULL, 0, T, N, F.merged, N, WS,
+                                 sizeof WS / sizeof WS[0]);
+}
+
+static pcgrad_status vars_call(void) {
+    return pcgrad_aggregate_vars(&F.meth, F.vptr, T * NV, F.vsegs, NV, T, F.voutp, NV, WS, sizeof WS / sizeof WS[0]);
+}
+
+/* The Gram matrix of the fixture's gradients, by pcgrad_gram_flat. */
+static void method_gram(void) {
+    double g[2 * T * T] = {0};
+    if (pcgrad_gram_flat(F.grads, T * N, NULL, 0, NULL, 0, T, N, 0, N, g, 2 * T * T) != PCGRAD_OK)
+        fail("pcgrad_gram_flat for the methods", "refused");
+    memcpy(F.mgram, g, sizeof F.mgram);
+}
+
+static void method_errors(void) {
+    static const uint32_t kinds[] = {
+        PCGRAD_METHOD_PCGRAD,   PCGRAD_METHOD_PPCGRAD,     PCGRAD_METHOD_MGDA,     PCGRAD_METHOD_UPGRAD,
+        PCGRAD_METHOD_DUALPROJ, PCGRAD_METHOD_CAGRAD,      PCGRAD_METHOD_IMTL_G,   PCGRAD_METHOD_ALIGNED_MTL,
+        PCGRAD_METHOD_NASH_MTL, PCGRAD_METHOD_GRADVAC,     PCGRAD_METHOD_MEAN,     PCGRAD_METHOD_SUM,
+        PCGRAD_METHOD_RANDOM,
+    };
+    for (uint32_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        char what[80];
+        snprintf(what, sizeof what, "PCGRAD_METHOD constant %u is never renumbered", (unsigned)k);
+        check(kinds[k] == k, what);
+    }
+    size_t n = 0;
+    reset();
+    method_gram();
+    /* unknown kind */
+    F.meth.kind = 13;
+    EXPECT("method: unknown kind 13", PCGRAD_ERROR_INVALID_ENUM, weights_call());
+    EXPECT("method: unknown kind 13, aggregate", PCGRAD_ERROR_INVALID_ENUM, aggregate_call());
+    EXPECT("method: unknown kind 13, aggregate_vars", PCGRAD_ERROR_INVALID_ENUM, vars_call());
+    EXPECT("method_workspace_len: unknown kind", PCGRAD_ERROR_INVALID_ENUM, pcgrad_method_workspace_len(&F.meth, T, &F.out));
+    F.meth.kind = UINT32_MAX;
+    EXPECT("method: unknown kind UINT32_MAX", PCGRAD_ERROR_INVALID_ENUM, weights_call());
+    /* NULL method, NULL out */
+    EXPECT("method_weights: NULL method", PCGRAD_ERROR_NULL_POINTER,
+           pcgrad_method_weights(NULL, F.mgram, T * T, T, F.weights, T, WS, 16));
+    F.meth.kind = PCGRAD_METHOD_UPGRAD;
+    EXPECT("method_workspace_len: NULL out", PCGRAD_ERROR_NULL_POINTER, pcgrad_method_workspace_len(&F.meth, T, NULL));
+    EXPECT("method_workspace_len: T = 0", PCGRAD_ERROR_NO_TASKS, pcgrad_method_workspace_len(&F.meth, 0, &F.out));
+    /* T too large for the method's workspace */
+    EXPECT("method_workspace_len: T = SIZE_MAX / 2", PCGRAD_ERROR_OVERFLOW,
+           pcgrad_method_workspace_len(&F.meth, SIZE_MAX / 2, &F.out));
+    EXPECT("aggregate_workspace_len: T = 2^33", PCGRAD_ERROR_OVERFLOW,
+           pcgrad_aggregate_workspace_len(&F.meth, (size_t)1 << 33, &F.out));
+    if (pcgrad_method_workspace_len(&F.meth, T, &n) != PCGRAD_OK) fail("method_workspace_len(UPGRAD)", "refused");
+    EXPECT("method_weights: workspace one short", PCGRAD_ERROR_WORKSPACE_TOO_SMALL,
+           pcgrad_method_weights(&F.meth, F.mgram, T * T, T, F.weights, T, WS, n - 1));
+    EXPECT("method_weights: gram_len T*T - 1", PCGRAD_ERROR_LENGTH_MISMATCH,
+           pcgrad_method_weights(&F.meth, F.mgram, T * T - 1, T, F.weights, T, WS, n));
+    EXPECT("method_weights: weights_len T + 1", PCGRAD_ERROR_LENGTH_MISMATCH,
+           pcgrad_method_weights(&F.meth, F.mgram, T * T, T, F.weights, T + 1, WS, n));
+    EXPECT("method_weights: NULL gram", PCGRAD_ERROR_NULL_POINTER,
+           pcgrad_method_weights(&F.meth, NULL, T * T, T, F.weights, T, WS, n));
+    EXPECT("method_weights: misaligned weights", PCGRAD_ERROR_MISALIGNED,
+           pcgrad_method_weights(&F.meth, F.mgram, T * T, T, (double *)shift(F.weights, 1), T, WS, n));
+    EXPECT("method_weights: weights inside the workspace", PCGRAD_ERROR_OVERLAP,
+           pcgrad_method_weights(&F.meth, F.mgram, T * T, T, WS, T, WS, n));
+    /* negative and NaN parameters */
+    F.meth.kind = PCGRAD_METHOD_CAGRAD;
+    F.meth.c = -0.5;
+    EXPECT("method: CAGrad c = -0.5", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    EXPECT("method: CAGrad c = -0.5, aggregate", PCGRAD_ERROR_INVALID_PARAMETER, aggregate_call());
+    EXPECT("method: CAGrad c = -0.5, aggregate_vars", PCGRAD_ERROR_INVALID_PARAMETER, vars_call());
+    F.meth.c = NAN;
+    EXPECT("method: CAGrad c = NaN", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.c = INFINITY;
+    EXPECT("method: CAGrad c = inf", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.c = 0.0;
+    F.meth.kind = PCGRAD_METHOD_MGDA;
+    F.meth.tol = NAN;
+    EXPECT("method: MGDA tol = NaN", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.tol = 0.0;
+    F.meth.kind = PCGRAD_METHOD_UPGRAD;
+    F.meth.reg = -1e-9;
+    EXPECT("method: UPGrad reg < 0", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.kind = PCGRAD_METHOD_DUALPROJ;
+    F.meth.reg = NAN;
+    EXPECT("method: DualProj reg = NaN", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.reg = 0.0;
+    F.meth.kind = PCGRAD_METHOD_IMTL_G;
+    F.meth.eps = -1.0;
+    EXPECT("method: IMTL-G eps < 0", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.eps = 0.0;
+    F.meth.kind = PCGRAD_METHOD_GRADVAC;
+    F.meth.beta = 1.5;
+    EXPECT("method: GradVac beta = 1.5", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    EXPECT("method: GradVac beta = 1.5, aggregate", PCGRAD_ERROR_INVALID_PARAMETER, aggregate_call());
+    F.meth.beta = NAN;
+    EXPECT("method: GradVac beta = NaN", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.beta = 0.0;
+    F.meth.kind = PCGRAD_METHOD_NASH_MTL;
+    F.meth.max_norm = -1.0;
+    EXPECT("method: Nash-MTL max_norm < 0", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.max_norm = NAN;
+    EXPECT("method: Nash-MTL max_norm = NaN", PCGRAD_ERROR_INVALID_PARAMETER, weights_call());
+    F.meth.max_norm = 0.0;
+    F.meth.kind = PCGRAD_METHOD_ALIGNED_MTL;
+    F.meth.scale = 3;
+    EXPECT("method: Aligned-MTL scale 3", PCGRAD_ERROR_INVALID_ENUM, weights_call());
+    F.meth.scale = PCGRAD_ALIGNED_SCALE_MIN;
+    /* NULL state where required */
+    F.meth.kind = PCGRAD_METHOD_RANDOM;
+    F.meth.rng = NULL;
+    EXPECT("method: Random with NULL rng", PCGRAD_ERROR_NULL_POINTER, weights_call());
+    F.meth.kind = PCGRAD_METHOD_GRADVAC;
+    EXPECT("method: GradVac with NULL rng", PCGRAD_ERROR_NULL_POINTER, weights_call());
+    F.meth.rng = &F.rng;
+    F.meth.targets = NULL;
+    EXPECT("method: GradVac with NULL targets", PCGRAD_ERROR_NULL_POINTER, weights_call());
+    F.meth.targets = F.targets;
+    F.meth.targets_len = T;
+    EXPECT("method: GradVac targets_len T", PCGRAD_ERROR_LENGTH_MISMATCH, weights_call());
+    F.meth.targets_len = T * T;
+    F.targets[1] = NAN;
+    EXPECT("method: GradVac NaN target", PCGRAD_ERROR_NON_FINITE, weights_call());
+    F.targets[1] = 0.25;
+    F.meth.kind = PCGRAD_METHOD_NASH_MTL;
+    F.meth.nash_alpha = NULL;
+    EXPECT("method: Nash-MTL with NULL alpha", PCGRAD_ERROR_NULL_POINTER, weights_call());
+    F.meth.nash_alpha = F.alpha;
+    F.meth.nash_step = NULL;
+    EXPECT("method: Nash-MTL with NULL step", PCGRAD_ERROR_NULL_POINTER, aggregate_call());
+    EXPECT("method: Nash-MTL with NULL step, aggregate_vars", PCGRAD_ERROR_NULL_POINTER, vars_call());
+    F.meth.nash_step = &F.step;
+    F.meth.nash_alpha = F.weights;
+    EXPECT("method: Nash-MTL alpha = the weights", PCGRAD_ERROR_OVERLAP, weights_call());
+    F.meth.nash_alpha = F.alpha;
+    /* PCGrad kinds: the config's mode must agree */
+    F.meth.kind = PCGRAD_METHOD_PPCGRAD;
+    F.meth.config = &F.cfg;
+    EXPECT("method: PPCGrad with a sequential config", PCGRAD_ERROR_INVALID_ENUM, aggregate_call());
+    F.meth.config = NULL;
+    /* a Gram matrix from the phase API made non-PSD or non-finite */
+    F.meth.kind = PCGRAD_METHOD_UPGRAD;
+    F.mgram[0] = -1.0;
+    EXPECT("method: Gram with a negative diagonal", PCGRAD_ERROR_NOT_PSD, weights_call());
+    method_gram();
+    F.mgram[1] = F.mgram[3] = 10.0 * sqrt(F.mgram[0] * F.mgram[4]);
+    EXPECT("method: Gram with |G01| > sqrt(G00 G11)", PCGRAD_ERROR_NOT_PSD, weights_call());
+    method_gram();
+    F.mgram[4] = NAN;
+    F.meth.kind = PCGRAD_METHOD_MGDA;
+    EXPECT("method: Gram with NaN", PCGRAD_ERROR_NON_FINITE, weights_call());
+    F.mgram[4] = INFINITY;
+    EXPECT("method: Gram with inf", PCGRAD_ERROR_NON_FINITE, weights_call());
+    method_gram();
+    /* non-finite gradients in the one call */
+    F.grads[2] = NAN;
+    EXPECT("method: aggregate of a NaN gradient", PCGRAD_ERROR_NON_FINITE, aggregate_call());
+    F.vg[1][0][1] = INFINITY;
+    EXPECT("method: aggregate_vars of an infinite gradient", PCGRAD_ERROR_NON_FINITE, vars_call());
+    /* a successful per-variable call */
+    F.vg[1][0][1] = 1.0f;
+    F.meth.kind = PCGRAD_METHOD_MEAN;
+    check(vars_call() == PCGRAD_OK, "method: aggregate_vars MEAN OK");
+    {
+        double err = 0.0;
+        for (int k = 0; k < 4; k++)
+            err = fmax(err, fabs(F.vout[0][k] - ((double)F.vg[0][0][k] + F.vg[1][0][k] + F.vg[2][0][k]) / 3.0));
+        err = fmax(err, fabs(F.vout[1][0] - F.vg[1][1][0] / 3.0)); /* only task 1 has variable 1 */
+        check(err <= 1e-6, "method: aggregate_vars MEAN = the mean per variable");
+    }
+    reset();
+}
+
 static void strings(void) {
     static const int codes[NCODES] = {
         PCGRAD_OK,
@@ -672,10 +870,12 @@ static void strings(void) {
         PCGRAD_ERROR_INVALID_ORDER,
         PCGRAD_ERROR_INVALID_RANGE,
         PCGRAD_ERROR_MISALIGNED,
+        PCGRAD_ERROR_INVALID_PARAMETER,
+        PCGRAD_ERROR_NOT_PSD,
     };
     const char *unknown = pcgrad_status_str(1);
     check(unknown != NULL && strcmp(unknown, "unknown status") == 0, "status_str(1) = \"unknown status\"");
-    const int bad[] = {-12, -100, 12, INT32_MIN, INT32_MAX};
+    const int bad[] = {-14, -100, 14, INT32_MIN, INT32_MAX};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         const char *s = pcgrad_status_str(bad[k]);
         check(s != NULL && strcmp(s, unknown) == 0, "status_str(unknown code) = \"unknown status\"");
@@ -912,6 +1112,7 @@ int main(void) {
     project_flat_errors();
     vars_errors();
     sizes_and_phases();
+    method_errors();
     strings(); /* after the others: every code must have been reached */
     successes();
     printf("status_test: %d checks passed, %d failed\n", passed, failed);

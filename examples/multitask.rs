@@ -1,5 +1,8 @@
 //! The demo: a small multi-task network trained on synthetic data whose tasks
-//! conflict, once with plain gradient summing and once with each PCGrad mode.
+//! conflict, once with plain gradient summing, once with each PCGrad mode, and
+//! once with each Gram-based method of `pcgrad::methods` (MGDA, UPGrad,
+//! DualProj, CAGrad, IMTL-G, Aligned-MTL, Nash-MTL, GradVac, mean, random
+//! weighting) through `methods::aggregate`.
 //!
 //! The network has a shared trunk (tanh layer) and one linear head per task;
 //! each head gets a gradient only from its own task, so the per-task
@@ -10,6 +13,7 @@
 //!
 //! Run: `cargo run --release --example multitask`
 
+use pcgrad::methods::{self, aggregate, aggregate_workspace_len, NashState};
 use pcgrad::{workspace_len, Flat, FlatMut, Layout, Mode, PcGrad, PpcGrad, Reduction, Rng, Stats};
 
 const D: usize = 8; // inputs
@@ -141,6 +145,8 @@ enum Method {
     Sum,
     PcGrad,
     PpcGrad,
+    /// A method of `pcgrad::methods`, by name.
+    Gram(&'static str),
 }
 
 impl Method {
@@ -149,7 +155,39 @@ impl Method {
             Method::Sum => "plain sum",
             Method::PcGrad => "PCGrad (sequential, shuffled)",
             Method::PpcGrad => "PPCGrad (simultaneous)",
+            Method::Gram(name) => name,
         }
+    }
+}
+
+/// Caller-owned state of the stateful methods.
+struct State {
+    rng: Rng,
+    phi: [f64; T * T],
+    alpha: [f64; T],
+}
+
+/// The `pcgrad::methods` method of a name, borrowing its state.
+fn gram_method<'a>(name: &str, st: &'a mut State) -> methods::Method<'a> {
+    use methods::Method as M;
+    match name {
+        "MGDA" => M::Mgda(Default::default()),
+        "UPGrad" => M::UpGrad(Default::default()),
+        "DualProj" => M::DualProj(Default::default()),
+        "CAGrad (c = 0.4)" => M::CaGrad(Default::default()),
+        "IMTL-G" => M::ImtlG(Default::default()),
+        "Aligned-MTL" => M::AlignedMtl(Default::default()),
+        "Nash-MTL" => M::NashMtl(
+            Default::default(),
+            NashState {
+                alpha: &mut st.alpha,
+                // update_every = 1: every call solves, the counter is unused.
+                step: 0,
+            },
+        ),
+        "GradVac" => M::GradVac(Default::default(), &mut st.phi, &mut st.rng),
+        "mean" => M::Mean,
+        _ => M::Random(&mut st.rng),
     }
 }
 
@@ -174,6 +212,19 @@ fn train(method: Method, problem: &Problem, test: &[([f32; D], [f32; T])]) -> Ou
     let mut grads = vec![0.0f32; T * N];
     let mut merged = vec![0.0f32; N];
     let mut ws = vec![0.0f64; workspace_len(T).expect("workspace")];
+    let mut state = State {
+        rng: Rng::new(5),
+        phi: [0.0; T * T],
+        alpha: [0.0; T],
+    };
+    let mut method_ws = vec![
+        0.0f64;
+        aggregate_workspace_len(&methods::Method::Sum, T)
+            .expect("workspace")
+            .max(workspace_len(T).expect("workspace"))
+            + 4 * T * T
+            + 16 * T
+    ];
     let mut out = Outcome {
         losses: [0.0; T],
         steps_with_conflict: 0,
@@ -244,6 +295,17 @@ fn train(method: Method, problem: &Problem, test: &[([f32; D], [f32; T])]) -> Ou
                     &mut ws,
                 )
                 .expect("ppcgrad"),
+            Method::Gram(name) => {
+                let flat = Flat::new(layout, &grads).expect("grads");
+                let mut m = gram_method(name, &mut state);
+                assert!(method_ws.len() >= aggregate_workspace_len(&m, T).expect("workspace"));
+                aggregate(&mut m, &flat, &mut merged, &mut method_ws).expect(name);
+                // Conflict statistics only, as for the plain sum.
+                let mut scratch = vec![0.0f32; N];
+                PpcGrad::new()
+                    .merge(&flat, &mut scratch, &mut ws)
+                    .expect("pcgrad")
+            }
         };
         if stats.conflicting_pairs > 0 {
             out.steps_with_conflict += 1;
@@ -271,7 +333,21 @@ fn main() {
         "multi-task regression: {T} tasks, shared tanh trunk {D}->{H}, one linear head per task, \
          {N} parameters, batch {BATCH}, SGD lr {LR}, {STEPS} steps"
     );
-    let methods = [Method::Sum, Method::PcGrad, Method::PpcGrad];
+    let methods = [
+        Method::Sum,
+        Method::PcGrad,
+        Method::PpcGrad,
+        Method::Gram("MGDA"),
+        Method::Gram("UPGrad"),
+        Method::Gram("DualProj"),
+        Method::Gram("CAGrad (c = 0.4)"),
+        Method::Gram("IMTL-G"),
+        Method::Gram("Aligned-MTL"),
+        Method::Gram("Nash-MTL"),
+        Method::Gram("GradVac"),
+        Method::Gram("mean"),
+        Method::Gram("random (RLW)"),
+    ];
     let mut results = Vec::new();
     for m in methods {
         println!("\n{}:", m.name());
@@ -300,7 +376,7 @@ fn main() {
             r.losses.iter().sum::<f32>(),
             100.0 * r.steps_with_conflict as f32 / STEPS as f32,
             r.conflicting_pairs as f32 / STEPS as f32,
-            if *m == Method::Sum {
+            if matches!(m, Method::Sum | Method::Gram(_)) {
                 0.0
             } else {
                 r.projections as f32 / STEPS as f32

@@ -106,6 +106,99 @@
 #define PCGRAD_MATRIX_COSINE 1
 
 /**
+ * `pcgrad_method.kind`: PCGrad (the paper's sequential projection; the
+ * method's `config` gives the order, reduction and threads).
+ */
+#define PCGRAD_METHOD_PCGRAD 0
+
+/**
+ * `pcgrad_method.kind`: PPCGrad (every projection against the original
+ * gradients; the method's `config` gives the reduction and threads).
+ */
+#define PCGRAD_METHOD_PPCGRAD 1
+
+/**
+ * `pcgrad_method.kind`: MGDA (Desideri 2012; Sener and Koltun 2018), the
+ * min-norm point of the convex hull of the gradients by Frank-Wolfe
+ * (`tol`, `max_iters`).
+ */
+#define PCGRAD_METHOD_MGDA 2
+
+/**
+ * `pcgrad_method.kind`: UPGrad (Quinton and Rey 2024), the projections of
+ * every gradient onto the dual cone, averaged (`reg`).
+ */
+#define PCGRAD_METHOD_UPGRAD 3
+
+/**
+ * `pcgrad_method.kind`: DualProj (Quinton and Rey 2024), the mean
+ * gradient projected onto the dual cone (`reg`).
+ */
+#define PCGRAD_METHOD_DUALPROJ 4
+
+/**
+ * `pcgrad_method.kind`: CAGrad (Liu et al. 2021) (`c`, `reg`, `tol`,
+ * `max_iters`).
+ */
+#define PCGRAD_METHOD_CAGRAD 5
+
+/**
+ * `pcgrad_method.kind`: IMTL-G (Liu et al. 2021) (`rank_tol`, `eps`).
+ */
+#define PCGRAD_METHOD_IMTL_G 6
+
+/**
+ * `pcgrad_method.kind`: Aligned-MTL (Senushkin et al. 2023) (`scale`,
+ * `rank_tol`).
+ */
+#define PCGRAD_METHOD_ALIGNED_MTL 7
+
+/**
+ * `pcgrad_method.kind`: Nash-MTL (Navon et al. 2022) (`max_norm`,
+ * `update_every`, `max_iters`, `tol`; state `nash_alpha`, `nash_step`).
+ */
+#define PCGRAD_METHOD_NASH_MTL 8
+
+/**
+ * `pcgrad_method.kind`: GradVac (Wang et al. 2021) (`beta`, `eps`; state
+ * `targets`, `rng`).
+ */
+#define PCGRAD_METHOD_GRADVAC 9
+
+/**
+ * `pcgrad_method.kind`: the mean of the gradients, w = 1/T.
+ */
+#define PCGRAD_METHOD_MEAN 10
+
+/**
+ * `pcgrad_method.kind`: the sum of the gradients, w = 1.
+ */
+#define PCGRAD_METHOD_SUM 11
+
+/**
+ * `pcgrad_method.kind`: random loss weighting (Lin et al. 2022), w =
+ * softmax of T standard normal draws from `rng`.
+ */
+#define PCGRAD_METHOD_RANDOM 12
+
+/**
+ * `pcgrad_method.scale` (Aligned-MTL): the smallest kept eigenvalue (the
+ * paper's default).
+ */
+#define PCGRAD_ALIGNED_SCALE_MIN 0
+
+/**
+ * `pcgrad_method.scale` (Aligned-MTL): the (lower) median kept eigenvalue.
+ */
+#define PCGRAD_ALIGNED_SCALE_MEDIAN 1
+
+/**
+ * `pcgrad_method.scale` (Aligned-MTL): the mean kept eigenvalue
+ * (torchjd's `"rmse"`).
+ */
+#define PCGRAD_ALIGNED_SCALE_MEAN 2
+
+/**
  * The status every call returns: `PCGRAD_OK` or a negative error. Codes
  * are stable and never renumbered or reused. The errors, their codes and
  * texts come from one table (`src/error.rs`); the docs of the enumerators
@@ -161,6 +254,14 @@ typedef enum pcgrad_status {
    * A pointer is not aligned for its element type.
    */
   PCGRAD_ERROR_MISALIGNED = -11,
+  /**
+   * A method parameter is negative or out of range.
+   */
+  PCGRAD_ERROR_INVALID_PARAMETER = -12,
+  /**
+   * A Gram matrix is not positive semidefinite.
+   */
+  PCGRAD_ERROR_NOT_PSD = -13,
 } pcgrad_status;
 
 /**
@@ -252,6 +353,102 @@ typedef struct pcgrad_stats {
    */
   size_t projections;
 } pcgrad_stats;
+
+/**
+ * A multi-task aggregation method: a plain struct the caller keeps on its
+ * stack or in static memory. `kind` is one of the `PCGRAD_METHOD_*`
+ * constants (never renumbered); the other fields are the methods'
+ * parameters, each read only by the methods named in its doc, where zero
+ * means the paper's default (the defaults are the Rust API's, documented
+ * in `pcgrad::methods`). A zero-initialised struct is PCGrad with the
+ * default config. Parameters that are NaN, negative or out of range give
+ * `PCGRAD_ERROR_INVALID_PARAMETER`.
+ *
+ * The state pointers are caller-owned and read only by the methods that
+ * use them (otherwise ignored: not checked, not read); a call advances
+ * them only when it succeeds. They may not overlap any buffer of the call.
+ */
+typedef struct pcgrad_method {
+  /**
+   * `PCGRAD_METHOD_*`.
+   */
+  uint32_t kind;
+  /**
+   * MGDA, CAGrad, Nash-MTL: the iteration cap (0 = the default).
+   */
+  uint32_t max_iters;
+  /**
+   * Nash-MTL: solve every this many calls (0 = 1).
+   */
+  uint32_t update_every;
+  /**
+   * Aligned-MTL: `PCGRAD_ALIGNED_SCALE_*`.
+   */
+  uint32_t scale;
+  /**
+   * MGDA, CAGrad, Nash-MTL: the stopping tolerance (0 = the default).
+   */
+  double tol;
+  /**
+   * UPGrad, DualProj, CAGrad: the ridge of the trace-normalised Gram (0
+   * = the default).
+   */
+  double reg;
+  /**
+   * CAGrad: the radius c (0 = 0.4); finite.
+   */
+  double c;
+  /**
+   * IMTL-G, Aligned-MTL: the relative rank tolerance (0 = the default).
+   */
+  double rank_tol;
+  /**
+   * IMTL-G, GradVac: the epsilon (0 = the default).
+   */
+  double eps;
+  /**
+   * GradVac: the EMA decay in (0, 1] (0 = 0.5).
+   */
+  double beta;
+  /**
+   * Nash-MTL: the norm clip (0 = 1; infinity disables it).
+   */
+  double max_norm;
+  /**
+   * PCGrad, PPCGrad: the config (mode, order, reduction, finiteness
+   * check, threads); NULL = the zero config (with the simultaneous mode
+   * for PPCGrad). Its `mode` must agree with
+   * `kind` (sequential for PCGrad, simultaneous for PPCGrad), else
+   * `PCGRAD_ERROR_INVALID_ENUM`.
+   */
+  const struct pcgrad_config *config;
+  /**
+   * Random, GradVac: the PRNG, advanced on success (required).
+   */
+  struct pcgrad_rng *rng;
+  /**
+   * GradVac: the T x T EMA targets, row-major, zeros at the start
+   * (required, finite).
+   */
+  double *targets;
+  /**
+   * The number of entries of `targets`: T * T.
+   */
+  size_t targets_len;
+  /**
+   * Nash-MTL: the last solution, T doubles, zeros at the start
+   * (required).
+   */
+  double *nash_alpha;
+  /**
+   * The number of entries of `nash_alpha`: T.
+   */
+  size_t nash_alpha_len;
+  /**
+   * Nash-MTL: the call counter, 0 at the start (required).
+   */
+  uint64_t *nash_step;
+} pcgrad_method;
 
 #ifdef __cplusplus
 extern "C" {
@@ -628,6 +825,134 @@ enum pcgrad_status pcgrad_apply_projected_flat(float *grads,
                                                size_t merged_len,
                                                double *tile,
                                                size_t tile_len);
+
+/**
+ * Writes to `*out` the doubles of workspace `pcgrad_method_weights` needs
+ * for `*method` on T tasks (at most 3 T^2 + 8 T; `PCGRAD_ERROR_OVERFLOW`
+ * when that does not fit `size_t`). Only `kind` (and `scale`) are read.
+ *
+ * # Safety
+ *
+ * `method` and `out` are NULL or valid for one element each.
+ */
+enum pcgrad_status pcgrad_method_workspace_len(const struct pcgrad_method *method,
+                                               size_t tasks,
+                                               size_t *out);
+
+/**
+ * Writes to `*out` the doubles of workspace `pcgrad_aggregate_vars` needs
+ * for `*method` on T tasks and S variables: `pcgrad_workspace_len_vars(T,
+ * S)` plus `pcgrad_method_workspace_len`.
+ *
+ * # Safety
+ *
+ * As `pcgrad_method_workspace_len`.
+ */
+enum pcgrad_status pcgrad_aggregate_workspace_len_vars(const struct pcgrad_method *method,
+                                                       size_t tasks,
+                                                       size_t vars,
+                                                       size_t *out);
+
+/**
+ * Writes to `*out` the doubles of workspace `pcgrad_aggregate_flat` needs
+ * for `*method` on T tasks: `pcgrad_workspace_len(T)` plus
+ * `pcgrad_method_workspace_len`.
+ *
+ * # Safety
+ *
+ * As `pcgrad_method_workspace_len`.
+ */
+enum pcgrad_status pcgrad_aggregate_workspace_len(const struct pcgrad_method *method,
+                                                  size_t tasks,
+                                                  size_t *out);
+
+/**
+ * Phase 2 of a method: writes the T weights w of the method's update
+ * `sum_j w_j g_j` (the paper's own scale) from the T x T Gram matrix
+ * `gram` (row-major, `gram_len` = T * T, only the upper triangle read;
+ * for example the output of `pcgrad_gram_flat`). For PCGrad / PPCGrad
+ * the weights are the column sums of the projection coefficients (the
+ * config's reduction is applied by the apply pass, not here).
+ *
+ * A Gram matrix with NaN or infinity is `PCGRAD_ERROR_NON_FINITE`, one
+ * that no gradients have `PCGRAD_ERROR_NOT_PSD`; a T whose workspace size
+ * overflows is `PCGRAD_ERROR_OVERFLOW`. On error neither `weights` nor the
+ * method's state is written.
+ *
+ * # Safety
+ *
+ * Every non-NULL pointer (and every state pointer of `*method` its kind
+ * uses) points at the number of elements its length says, valid for the
+ * duration of the call.
+ */
+enum pcgrad_status pcgrad_method_weights(const struct pcgrad_method *method,
+                                         const double *gram,
+                                         size_t gram_len,
+                                         size_t tasks,
+                                         double *weights,
+                                         size_t weights_len,
+                                         double *workspace,
+                                         size_t workspace_len);
+
+/**
+ * One call of a method on a contiguous row-major T x N gradient buffer:
+ * the Gram pass, `pcgrad_method_weights` and the apply pass, writing the
+ * merged gradient `sum_j w_j g_j` (N floats) into `merged`; the gradients
+ * are only read. `segments`, `has_grad` as in `pcgrad_merge_flat`.
+ * `workspace` holds at least `pcgrad_aggregate_workspace_len` doubles;
+ * after the call it starts with the Gram matrix (T * T doubles).
+ *
+ * For PCGrad / PPCGrad this is `pcgrad_merge_flat` with the method's
+ * config (bitwise). For the other methods no reduction applies, the
+ * passes run on one thread and non-finite gradients are refused
+ * (`PCGRAD_ERROR_NON_FINITE`). On error nothing but the workspace is
+ * written (neither `merged` nor the method's state).
+ *
+ * # Safety
+ *
+ * As `pcgrad_method_weights`.
+ */
+enum pcgrad_status pcgrad_aggregate_flat(const struct pcgrad_method *method,
+                                         const float *grads,
+                                         size_t grads_len,
+                                         const size_t *segments,
+                                         size_t segments_len,
+                                         const uint8_t *has_grad,
+                                         size_t has_grad_len,
+                                         size_t tasks,
+                                         size_t dim,
+                                         float *merged,
+                                         size_t merged_len,
+                                         double *workspace,
+                                         size_t workspace_len);
+
+/**
+ * One call of a method on per-variable gradients (`grads[t * S + s]`
+ * task t's buffer for variable s, NULL where the task has none, as
+ * `pcgrad_merge_vars`), writing each variable's merged gradient
+ * `sum_j w_j g_j` into `merged[s]`. `workspace` holds at least
+ * `pcgrad_aggregate_workspace_len_vars(T, S)` doubles.
+ *
+ * For PCGrad / PPCGrad this is `pcgrad_merge_vars` with the method's
+ * config. For the other methods no reduction applies, the passes run on
+ * one thread and non-finite gradients are refused. On error nothing but
+ * the workspace is written (neither `merged` nor the method's state).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_vars`, and the state pointers of `*method` its kind
+ * uses point at the elements their lengths say.
+ */
+enum pcgrad_status pcgrad_aggregate_vars(const struct pcgrad_method *method,
+                                         const float *const *grads,
+                                         size_t grads_len,
+                                         const size_t *segments,
+                                         size_t segments_len,
+                                         size_t tasks,
+                                         float *const *merged,
+                                         size_t merged_len,
+                                         double *workspace,
+                                         size_t workspace_len);
 
 #ifdef __cplusplus
 }  // extern "C"

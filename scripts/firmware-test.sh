@@ -6,7 +6,8 @@
 # QEMU and the arm-none-eabi toolchain), then for opt-level "s" and "3":
 #   - builds the Rust firmware (examples/cortex-m4) with PCGrad and, for the
 #     footprint, a baseline build whose merge is a plain sum without the
-#     library;
+#     library; at opt-level "s" also the UPGrad variant (feature `upgrad`,
+#     `pcgrad::methods::aggregate`);
 #   - builds libpcgrad.a (package pcgrad-capi, no default features) and the
 #     C firmware (c_examples/cortex-m4), with and without the library;
 #   - runs each PCGrad firmware in QEMU under `timeout` and checks its exit
@@ -41,6 +42,7 @@ echo "--- fmt and clippy of the Rust firmware (with and without the library)"
 (cd examples/cortex-m4 &&
     cargo fmt --check &&
     cargo clippy --release --quiet -- -D warnings &&
+    cargo clippy --release --quiet --features upgrad -- -D warnings &&
     cargo clippy --release --quiet --no-default-features -- -D warnings)
 
 # --- builds -------------------------------------------------------------------
@@ -69,6 +71,7 @@ for opt in "${OPTS[@]}"; do
         # location records of the library's bounds checks cost.
         build_rust s pcgrad rust-quiet quiet-panic
         build_rust s base rust-quiet quiet-panic
+        build_rust s pcgrad rust-upgrad upgrad
     fi
     echo "--- building libpcgrad.a and the C firmware, opt-level $opt"
     # The `firmware` profile (root Cargo.toml): release with LTO, so that the
@@ -101,7 +104,7 @@ run_fw() { # NAME: runs $OUT/NAME.elf in QEMU, checks the status and the output
     fi
 }
 
-for fw in rust-s rust-3 rust-quiet-s c-s c-3; do
+for fw in rust-s rust-3 rust-quiet-s rust-upgrad-s c-s c-3; do
     run_fw "$fw-pcgrad"
 done
 

@@ -36,13 +36,21 @@ pub enum Error {
     InvalidRange,
     /// A pointer is not aligned for its element type (C API only).
     Misaligned,
+    /// A method parameter is negative, NaN or out of its range (for example
+    /// a negative regularisation or a GradVac `beta` above 1).
+    InvalidParameter,
+    /// A Gram matrix is not positive semidefinite (a negative diagonal
+    /// entry, a 2 x 2 principal minor or an eigenvalue below
+    /// `-`[`PSD_TOL`](crate::methods::PSD_TOL) after normalisation by the
+    /// trace): no set of gradients has it.
+    NotPsd,
 }
 
 /// The one table of errors: row k is the error with code -(k + 1), its C
 /// enumerator, its short text ([`Error::as_str`], `pcgrad_status_str`) and
 /// the doc of its C enumerator (`pcgrad_status` in `include/pcgrad.h`; a
 /// test checks the header against this column).
-pub(crate) const ERRORS: [Row; 11] = [
+pub(crate) const ERRORS: [Row; 13] = [
     Row {
         error: Error::NullPointer,
         name: "PCGRAD_ERROR_NULL_POINTER",
@@ -108,6 +116,18 @@ pub(crate) const ERRORS: [Row; 11] = [
         name: "PCGRAD_ERROR_MISALIGNED",
         text: c"a pointer is not aligned for its element type",
         doc: "A pointer is not aligned for its element type.",
+    },
+    Row {
+        error: Error::InvalidParameter,
+        name: "PCGRAD_ERROR_INVALID_PARAMETER",
+        text: c"a method parameter is negative or out of range",
+        doc: "A method parameter is negative or out of range.",
+    },
+    Row {
+        error: Error::NotPsd,
+        name: "PCGRAD_ERROR_NOT_PSD",
+        text: c"the Gram matrix is not positive semidefinite",
+        doc: "A Gram matrix is not positive semidefinite.",
     },
 ];
 

@@ -84,6 +84,7 @@ mod error;
 pub mod ffi;
 mod kernels;
 mod layout;
+pub mod methods;
 pub mod parallel;
 mod rng;
 

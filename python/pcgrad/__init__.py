@@ -22,6 +22,9 @@ a dependency of this package).
 from ._capi import VERSION as _LIB_VERSION
 from ._core import (
     Error,
+    MethodState,
+    aggregate,
+    method_weights,
     Rng,
     Stats,
     apply_merged,
@@ -44,14 +47,17 @@ library_version = _LIB_VERSION
 
 __all__ = [
     "Error",
+    "MethodState",
     "Rng",
     "Stats",
     "apply_merged",
+    "aggregate",
     "apply_projected",
     "coefficients",
     "gram",
     "gram_combine",
     "library_version",
+    "method_weights",
     "merge",
     "merge_vars",
     "pack",

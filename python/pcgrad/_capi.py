@@ -28,6 +28,8 @@ ERROR_INVALID_ENUM = -8
 ERROR_INVALID_ORDER = -9
 ERROR_INVALID_RANGE = -10
 ERROR_MISALIGNED = -11
+ERROR_INVALID_PARAMETER = -12
+ERROR_NOT_PSD = -13
 
 MODE_SEQUENTIAL = 0
 MODE_SIMULTANEOUS = 1
@@ -66,6 +68,50 @@ class StatsStruct(ctypes.Structure):
     """``struct pcgrad_stats``."""
 
     _fields_ = [("conflicting_pairs", ctypes.c_size_t), ("projections", ctypes.c_size_t)]
+
+
+# pcgrad_method.kind (PCGRAD_METHOD_*, never renumbered) by Python name.
+METHODS = {
+    "pcgrad": 0,
+    "ppcgrad": 1,
+    "mgda": 2,
+    "upgrad": 3,
+    "dualproj": 4,
+    "cagrad": 5,
+    "imtl_g": 6,
+    "aligned_mtl": 7,
+    "nash_mtl": 8,
+    "gradvac": 9,
+    "mean": 10,
+    "sum": 11,
+    "random": 12,
+}
+ALIGNED_SCALES = {"min": 0, "median": 1, "mean": 2}
+
+
+class MethodStruct(ctypes.Structure):
+    """``struct pcgrad_method``."""
+
+    _fields_ = [
+        ("kind", ctypes.c_uint32),
+        ("max_iters", ctypes.c_uint32),
+        ("update_every", ctypes.c_uint32),
+        ("scale", ctypes.c_uint32),
+        ("tol", ctypes.c_double),
+        ("reg", ctypes.c_double),
+        ("c", ctypes.c_double),
+        ("rank_tol", ctypes.c_double),
+        ("eps", ctypes.c_double),
+        ("beta", ctypes.c_double),
+        ("max_norm", ctypes.c_double),
+        ("config", ctypes.c_void_p),
+        ("rng", ctypes.c_void_p),
+        ("targets", ctypes.c_void_p),
+        ("targets_len", ctypes.c_size_t),
+        ("nash_alpha", ctypes.c_void_p),
+        ("nash_alpha_len", ctypes.c_size_t),
+        ("nash_step", ctypes.c_void_p),
+    ]
 
 
 def _find_library():
@@ -114,6 +160,10 @@ _PROTOTYPES = {
     "pcgrad_coefficients": [_p, _p, _z, _z, _p, _p, _z],
     "pcgrad_apply_merged_flat": [_p, _z, _p, _z, _p, _z, _p, _z, _z, _z, _u32, _z, _z, _p, _z, _p, _z],
     "pcgrad_apply_projected_flat": [_p, _z, _p, _z, _p, _z, _p, _z, _z, _z, _u32, _z, _z, _p, _z, _p, _z],
+    "pcgrad_method_workspace_len": [_p, _z, _p],
+    "pcgrad_aggregate_workspace_len": [_p, _z, _p],
+    "pcgrad_method_weights": [_p, _p, _z, _z, _p, _z, _p, _z],
+    "pcgrad_aggregate_flat": [_p, _p, _z, _p, _z, _p, _z, _z, _z, _p, _z, _p, _z],
 }
 
 for _name, _args in _PROTOTYPES.items():

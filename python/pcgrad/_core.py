@@ -940,3 +940,123 @@ def apply_projected(grads, coef, lo=0, hi=None, *, reduction="mean", segments=No
     and returns the merged gradient there (``None`` with ``merged=False``)."""
     return _apply("pcgrad.apply_projected", grads, coef, lo, hi, reduction, segments, has_grad,
                   True, merged, out)
+
+
+# ---------------------------------------------------------------------------
+# The Gram-based methods (pcgrad_method_weights, pcgrad_aggregate_flat).
+# Kept in one block at the end of the file.
+
+__all__ += ["MethodState", "method_weights", "aggregate"]
+
+# Python keyword -> (pcgrad_method field, kind) for the float parameters.
+_METHOD_FLOATS = ("tol", "reg", "c", "rank_tol", "eps", "beta", "max_norm")
+_METHOD_INTS = ("max_iters", "update_every")
+
+
+class MethodState:
+    """The caller-owned state of the stateful methods between training
+    steps, for ``tasks`` tasks: GradVac's (T, T) EMA targets, Nash-MTL's last
+    solution and call counter, and the PRNG of Random and GradVac
+    (``rng``: a :class:`Rng` or an int seed). A call advances it only when
+    it succeeds."""
+
+    def __init__(self, tasks, rng=0):
+        if isinstance(tasks, bool) or not isinstance(tasks, (int, np.integer)) or tasks < 1:
+            raise ValueError(f"pcgrad.MethodState: tasks must be a positive integer, got {tasks!r}")
+        self.tasks = int(tasks)
+        self.targets = np.zeros((self.tasks, self.tasks), dtype=_F64)
+        self.alpha = np.zeros(self.tasks, dtype=_F64)
+        self._step = np.zeros(1, dtype=np.uint64)
+        self.rng = rng if isinstance(rng, Rng) else Rng(rng)
+
+    @property
+    def step(self):
+        """Nash-MTL's call counter."""
+        return int(self._step[0])
+
+
+def _method(fn, method, tasks, state, params):
+    """The ``pcgrad_method`` struct of a call (and the objects it points into)."""
+    if not isinstance(method, str) or method not in _c.METHODS:
+        raise ValueError(f"{fn}: method must be one of {sorted(_c.METHODS)}, got {method!r}")
+    m = _c.MethodStruct()
+    m.kind = _c.METHODS[method]
+    for name, value in params.items():
+        if name in _METHOD_FLOATS:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
+            setattr(m, name, float(value))
+        elif name in _METHOD_INTS:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**32:
+                raise ValueError(f"{fn}: {name} must be an integer in [0, 2**32), got {value!r}")
+            setattr(m, name, int(value))
+        elif name == "scale":
+            m.scale = _enum(fn, "scale", value, _c.ALIGNED_SCALES)
+        else:
+            raise TypeError(f"{fn}: unknown method parameter {name!r}")
+    if state is None:
+        state = MethodState(tasks)
+    elif not isinstance(state, MethodState):
+        raise TypeError(f"{fn}: state must be a pcgrad.MethodState, got {type(state).__name__}")
+    elif state.tasks != tasks:
+        raise ValueError(f"{fn}: state is for {state.tasks} tasks, the call has {tasks}")
+    m.rng = ctypes.addressof(state.rng._struct)
+    m.targets = _addr(state.targets)
+    m.targets_len = state.targets.size
+    m.nash_alpha = _addr(state.alpha)
+    m.nash_alpha_len = state.alpha.size
+    m.nash_step = _addr(state._step)
+    return m, state
+
+
+def method_weights(gram, method="upgrad", state=None, **params):
+    """Phase 2 of a method (``pcgrad_method_weights``): the T weights w of
+    its update ``w @ J`` from the (T, T) Gram matrix ``gram`` = J J^T
+    (float64). ``method`` is one of ``"pcgrad"``, ``"ppcgrad"``, ``"mgda"``,
+    ``"upgrad"``, ``"dualproj"``, ``"cagrad"``, ``"imtl_g"``,
+    ``"aligned_mtl"``, ``"nash_mtl"``, ``"gradvac"``, ``"mean"``, ``"sum"``,
+    ``"random"``; ``params`` are the fields of ``pcgrad_method`` (``tol``,
+    ``reg``, ``c``, ``rank_tol``, ``eps``, ``beta``, ``max_norm``,
+    ``max_iters``, ``update_every``, ``scale``), zero or absent meaning the
+    paper's default. ``state`` is a :class:`MethodState` (a fresh one when
+    absent). A non-PSD Gram raises :class:`Error` (``PCGRAD_ERROR_NOT_PSD``)."""
+    fn = "pcgrad.method_weights"
+    g = np.asarray(gram)
+    if g.dtype.kind not in "fiu":
+        raise TypeError(f"{fn}: gram must be a float array, got {g.dtype}")
+    if g.ndim != 2 or g.shape[0] != g.shape[1] or g.shape[0] == 0:
+        raise ValueError(f"{fn}: gram must have shape (T, T) with T >= 1, got {g.shape}")
+    g = np.ascontiguousarray(g, dtype=_F64)
+    t = g.shape[0]
+    m, state = _method(fn, method, t, state, params)
+    status, need = _c.size_query("pcgrad_method_workspace_len", ctypes.addressof(m), t)
+    _check(status, fn)
+    ws, wsp, wsl = _workspace(need)
+    w = np.empty(t, dtype=_F64)
+    status = _c.lib.pcgrad_method_weights(ctypes.addressof(m), _addr(g), g.size, t, _addr(w), t, wsp, wsl)
+    _check(status, fn)
+    return w
+
+
+def aggregate(grads, method="upgrad", state=None, **params):
+    """One call of a method (``pcgrad_aggregate_flat``): the Gram pass, the
+    method's weights and the apply pass over a (T, N) gradient array
+    (float32, or float64 converted), returning the merged gradient
+    ``w @ J`` (float32, N values). Arguments as :func:`method_weights`.
+    For ``"pcgrad"`` / ``"ppcgrad"`` the result is :func:`merge`'s with the
+    default config (mean reduction)."""
+    fn = "pcgrad.aggregate"
+    a, _ = _grads2d(fn, grads, False)
+    t, n = a.shape
+    if t == 0:
+        raise ValueError(f"{fn}: grads must have at least one task (row)")
+    m, state = _method(fn, method, t, state, params)
+    status, need = _c.size_query("pcgrad_aggregate_workspace_len", ctypes.addressof(m), t)
+    _check(status, fn)
+    ws, wsp, wsl = _workspace(need)
+    out = np.empty(n, dtype=_F32)
+    status = _c.lib.pcgrad_aggregate_flat(
+        ctypes.addressof(m), _addr(a), a.size, None, 0, None, 0, t, n, _addr(out), n, wsp, wsl
+    )
+    _check(status, fn)
+    return out

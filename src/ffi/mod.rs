@@ -81,7 +81,11 @@ mod vars;
 /// The three phases.
 mod phases;
 
+/// The Gram-based methods: phase 2 and the one-call aggregation.
+mod methods;
+
 pub use flat::*;
+pub use methods::*;
 pub use phases::*;
 pub use sizes::*;
 pub use types::*;

@@ -96,6 +96,10 @@ pub enum pcgrad_status {
     PCGRAD_ERROR_INVALID_RANGE = -10,
     /// A pointer is not aligned for its element type.
     PCGRAD_ERROR_MISALIGNED = -11,
+    /// A method parameter is negative or out of range.
+    PCGRAD_ERROR_INVALID_PARAMETER = -12,
+    /// A Gram matrix is not positive semidefinite.
+    PCGRAD_ERROR_NOT_PSD = -13,
 }
 
 impl From<Error> for pcgrad_status {
@@ -120,6 +124,8 @@ const ERROR_STATUS: [pcgrad_status; ERRORS.len()] = {
         PCGRAD_ERROR_INVALID_ORDER,
         PCGRAD_ERROR_INVALID_RANGE,
         PCGRAD_ERROR_MISALIGNED,
+        PCGRAD_ERROR_INVALID_PARAMETER,
+        PCGRAD_ERROR_NOT_PSD,
     ]
 };
 

@@ -56,7 +56,12 @@ const HAS_GRAD: [bool; T * (2 + T)] = {
 };
 /// Workspace doubles for T tasks: 2T^2 + T^2 + 2T + 32(T + 1) (checked
 /// against `pcgrad::workspace_len` at start-up).
+#[cfg(not(feature = "upgrad"))]
 const WS_LEN: usize = 3 * T * T + 2 * T + 32 * (T + 1);
+/// With UPGrad, the same plus its phase-2 scratch, 2T^2 + 8T (checked
+/// against `pcgrad::methods::aggregate_workspace_len` at start-up).
+#[cfg(feature = "upgrad")]
+const WS_LEN: usize = 3 * T * T + 2 * T + 32 * (T + 1) + 2 * T * T + 8 * T;
 
 const BATCH: usize = 8;
 const STEPS: usize = 600;
@@ -213,7 +218,26 @@ fn library_merge(
     merged: &mut [f32],
     ws: &mut [f64],
 ) -> Result<pcgrad::Stats, MergeError> {
-    pcgrad.merge(grads, merged, ws)
+    #[cfg(not(feature = "upgrad"))]
+    return pcgrad.merge(grads, merged, ws);
+    #[cfg(feature = "upgrad")]
+    {
+        // UPGrad leaves the PCGrad configuration (and its PRNG) unused.
+        let _ = pcgrad;
+        let mut method = pcgrad::methods::Method::UpGrad(Default::default());
+        pcgrad::methods::aggregate(&mut method, grads, merged, ws)?;
+        // Conflicting pairs from the Gram matrix left in the workspace.
+        let mut conflicting_pairs = 0;
+        for i in 0..T {
+            for j in i + 1..T {
+                conflicting_pairs += usize::from(ws[i * T + j] < 0.0);
+            }
+        }
+        Ok(pcgrad::Stats {
+            conflicting_pairs,
+            projections: 0,
+        })
+    }
 }
 
 /// The plain-sum merge of the footprint baseline: the same reduction rule
@@ -313,8 +337,26 @@ fn run() -> bool {
         STEPS
     );
 
+    #[cfg(feature = "upgrad")]
+    {
+        hprintln!("method: UPGrad (pcgrad::methods::aggregate, weights on every coordinate)");
+        let m = pcgrad::methods::Method::UpGrad(Default::default());
+        match pcgrad::methods::aggregate_workspace_len(&m, T) {
+            Ok(n) if n == WS_LEN => {
+                hprintln!("upgrad workspace T={} doubles={} bytes={}", T, n, n * 8)
+            }
+            _ => {
+                hprintln!(
+                    "aggregate_workspace_len({}) differs from the static workspace",
+                    T
+                );
+                ok = false;
+            }
+        }
+    }
     #[cfg(feature = "pcgrad")]
     let mut merge_rng = {
+        #[cfg(not(feature = "upgrad"))]
         hprintln!("method: PCGrad (sequential, shuffled order, mean reduction)");
         for t in [1usize, 2, 3, 4, 8, 16] {
             match pcgrad::workspace_len(t) {
@@ -322,7 +364,7 @@ fn run() -> bool {
                 Err(_) => ok = false,
             }
         }
-        if pcgrad::workspace_len(T) != Ok(WS_LEN) {
+        if !cfg!(feature = "upgrad") && pcgrad::workspace_len(T) != Ok(WS_LEN) {
             hprintln!("workspace_len({}) differs from the static workspace", T);
             ok = false;
         }
@@ -404,7 +446,7 @@ fn run() -> bool {
         STEPS,
         projections
     );
-    if cfg!(feature = "pcgrad") && projections == 0 {
+    if cfg!(feature = "pcgrad") && !cfg!(feature = "upgrad") && projections == 0 {
         hprintln!("no gradient was ever projected");
         ok = false;
     }

@@ -29,6 +29,8 @@ fn status_str_describes_every_code() {
         Error::InvalidOrder,
         Error::InvalidRange,
         Error::Misaligned,
+        Error::InvalidParameter,
+        Error::NotPsd,
     ];
     for (k, e) in errors.into_iter().enumerate() {
         let st = pcgrad_status::from(e);
@@ -36,7 +38,7 @@ fn status_str_describes_every_code() {
         assert_eq!(st as i32, e.code());
         assert_eq!(text(e.code()), e.as_str());
     }
-    for code in [1, 2, -12, -100, i32::MIN, i32::MAX] {
+    for code in [1, 2, -14, -100, i32::MIN, i32::MAX] {
         assert_eq!(text(code), "unknown status");
     }
 }
@@ -504,5 +506,5 @@ fn header_enum_docs_come_from_the_error_table() {
         assert_eq!(row.text.to_str().unwrap(), row.error.as_str());
     }
     assert_eq!(Error::from_code(0), None);
-    assert_eq!(Error::from_code(-12), None);
+    assert_eq!(Error::from_code(-14), None);
 }

@@ -30,7 +30,16 @@ fn run() -> Result<f32, pcgrad::Error> {
     engine::accumulate_gram(&Flat::new(layout, &grads)?, 0, N, gram)?;
     let (coef, _) = engine::coefficients(gram, T, &mut mode, rest)?;
     let _ = coef.b();
-    Ok(merged[0])
+    // The Gram-based methods: phase 2 and the one-call aggregate.
+    let mut method = pcgrad::methods::Method::UpGrad(Default::default());
+    let mut w = [0.0f64; T];
+    let mut mws = [0.0f64; 512];
+    let g = [black_box(2.0), -1.0, 0.5, -1.0, 3.0, 0.0, 0.5, 0.0, 1.0];
+    pcgrad::methods::method_weights(&mut method, &g, T, &mut w, &mut mws)?;
+    let mut aligned = pcgrad::methods::Method::AlignedMtl(Default::default());
+    pcgrad::methods::method_weights(&mut aligned, &g, T, &mut w, &mut mws)?;
+    pcgrad::methods::aggregate(&mut method, &Flat::new(layout, &grads)?, &mut merged, &mut mws)?;
+    Ok(merged[0] + w[0] as f32)
 }
 
 /// The entry point the linker keeps.

@@ -1,0 +1,141 @@
+"""The Gram-based methods from Python (pcgrad.aggregate, pcgrad.method_weights):
+the Rust values of the C example, bad inputs, and a cross-check against
+torchjd's aggregators on the same Jacobians (the residual is printed per
+method)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torchjd.aggregation as tja
+
+import pcgrad
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KINDS = ["pcgrad", "ppcgrad", "mgda", "upgrad", "dualproj", "cagrad", "imtl_g",
+         "aligned_mtl", "nash_mtl", "gradvac", "mean", "sum", "random"]
+
+# The gradients of c_examples/methods_test.c.
+G = np.array([[1.0, 0.0, 2.0, 0.0, 1.0, 0.5],
+              [-1.0, 1.0, 0.0, 0.5, 0.0, -1.0],
+              [0.5, 0.5, -1.0, 1.0, 0.25, 0.0]], dtype=np.float32)
+
+
+def _want_table():
+    rows = []
+    with open(os.path.join(HERE, "..", "..", "c_examples", "methods_want.inc")) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                rows.append([float(x) for x in line[1:line.index("}")].split(",")])
+    return np.array(rows)
+
+
+def test_weights_equal_the_rust_values_of_the_c_example():
+    want = _want_table()
+    gram = G.astype(np.float64) @ G.astype(np.float64).T
+    assert want.shape == (13, 3)
+    for k, name in enumerate(KINDS):
+        w = pcgrad.method_weights(gram, method=name, state=pcgrad.MethodState(3, rng=1))
+        np.testing.assert_allclose(w, want[k], rtol=1e-15, atol=1e-15, err_msg=name)
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_aggregate_is_weights_times_jacobian(name):
+    rng = np.random.default_rng(7)
+    for t in (1, 2, 5):
+        j = rng.standard_normal((t, 37)).astype(np.float32)
+        gram = j.astype(np.float64) @ j.astype(np.float64).T
+        w = pcgrad.method_weights(gram, method=name, state=pcgrad.MethodState(t, rng=3))
+        merged = pcgrad.aggregate(j, method=name, state=pcgrad.MethodState(t, rng=3))
+        want = w @ j.astype(np.float64)
+        if name in ("pcgrad", "ppcgrad"):
+            want = want / t  # merge's default mean reduction
+        assert np.all(np.isfinite(w))
+        np.testing.assert_allclose(merged, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=name)
+
+
+def test_state_advances_and_failed_calls_leave_it():
+    j = np.array([[1.0, 0.0], [-0.5, 1.0]], dtype=np.float32)
+    st = pcgrad.MethodState(2)
+    pcgrad.aggregate(j, method="nash_mtl", state=st)
+    assert st.step == 1
+    before = (st.alpha.copy(), st.step)
+    with pytest.raises(pcgrad.Error) as e:
+        pcgrad.aggregate(j, method="nash_mtl", state=st, max_norm=-1.0)
+    assert e.value.status == -12
+    assert st.step == before[1] and np.array_equal(st.alpha, before[0])
+
+
+def test_bad_inputs_raise_naming_the_argument():
+    gram = np.eye(3)
+    with pytest.raises(pcgrad.Error) as e:
+        pcgrad.method_weights(gram, method="cagrad", c=-0.5)
+    assert e.value.status == -12
+    with pytest.raises(pcgrad.Error) as e:
+        pcgrad.method_weights(gram, method="mgda", tol=float("nan"))
+    assert e.value.status == -12
+    bad = np.eye(3)
+    bad[0, 0] = -1.0
+    with pytest.raises(pcgrad.Error) as e:
+        pcgrad.method_weights(bad, method="upgrad")
+    assert e.value.status == -13
+    nan = np.eye(3)
+    nan[1, 1] = np.nan
+    with pytest.raises(pcgrad.Error) as e:
+        pcgrad.method_weights(nan, method="mgda")
+    assert e.value.status == -6
+    with pytest.raises(ValueError, match="method"):
+        pcgrad.method_weights(gram, method="nope")
+    with pytest.raises(TypeError, match="unknown method parameter"):
+        pcgrad.method_weights(gram, method="mgda", gamma=1.0)
+    with pytest.raises(ValueError, match="gram"):
+        pcgrad.method_weights(np.ones((2, 3)), method="mgda")
+    with pytest.raises(ValueError, match="scale"):
+        pcgrad.method_weights(gram, method="aligned_mtl", scale="max")
+    with pytest.raises(ValueError, match="state"):
+        pcgrad.aggregate(np.ones((2, 4), np.float32), method="gradvac", state=pcgrad.MethodState(3))
+
+
+def _jacobians():
+    rng = np.random.default_rng(12)
+    out = []
+    for t in (2, 3, 5):
+        for _ in range(3):
+            out.append(rng.standard_normal((t, 40)).astype(np.float32))
+    # conflicting: two nearly opposite gradients and a third
+    out.append(np.array([[1.0, 0.2, 0.0], [-1.0, 0.1, 0.3], [0.2, 1.0, -0.5]], dtype=np.float32))
+    return out
+
+
+# torchjd aggregators that run with torchjd's base install (UPGrad and DualProj
+# need qpsolvers/quadprog, CAGrad and NashMTL cvxpy, which the test environment
+# does not pin), with this package's method and parameters for the same
+# definition, and the tolerance on the merged vector relative to its norm.
+TORCHJD = {
+    "MGDA": (lambda t: tja.MGDA(), "mgda", {}, 1e-5),
+    "IMTLG": (lambda t: tja.IMTLG(), "imtl_g", {}, 1e-5),
+    "AlignedMTL": (lambda t: tja.AlignedMTL(), "aligned_mtl", {}, 1e-5),
+    # T = 2 only below: one other task, so the visiting order is the same.
+    "GradVac": (lambda t: tja.GradVac(), "gradvac", {}, 1e-5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHJD))
+def test_agrees_with_torchjd(name):
+    make, ours, params, tol = TORCHJD[name]
+    worst = 0.0
+    for j in _jacobians():
+        t = j.shape[0]
+        if name == "GradVac" and t != 2:
+            continue
+        agg = make(t)
+        st = pcgrad.MethodState(t)
+        for step in range(2 if name == "GradVac" else 1):  # GradVac: its state carried over
+            theirs = agg(torch.from_numpy(j.astype(np.float64))).numpy()
+            mine = pcgrad.aggregate(j, method=ours, state=st, **params).astype(np.float64)
+            res = np.abs(mine - theirs).max() / max(np.abs(theirs).max(), 1e-300)
+            worst = max(worst, res)
+    print(f"torchjd {name}: max residual {worst:.2e} (relative to max |merged|)")
+    assert worst <= tol, f"{name}: residual {worst:.2e} > {tol:.0e}"
