@@ -51,6 +51,8 @@ echo "miri: ffi tests passed in $((SECONDS - t0)) s"
 # too). Miri checks the scoped threads, the per-chunk partial Grams and
 # their combination for data races and undefined behaviour.
 t0=$SECONDS
-MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" \
+# Miri reports one CPU unless told otherwise; the worker count is capped at
+# the cores, so it is given 4.
+MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance} -Zmiri-num-cpus=4" \
     cargo +nightly miri test -p pcgrad --features parallel,libm/force-soft-floats --test miri_threads
 echo "miri: threaded tests passed in $((SECONDS - t0)) s"

@@ -114,14 +114,18 @@ fn run(data: &[u8]) {
     let (merged_len, bad) = mutate_len(&mut b, n);
     let want_merged = !project || b.bool();
     let merged_len = if want_merged { merged_len } else { 0 };
-    valid &= !(want_merged && bad);
+    // An optional buffer of length 0 is absent whatever its pointer (the
+    // header's rule): only the projecting call's `merged` is optional.
+    let merged_absent = project && merged_len == 0;
+    valid &= !(want_merged && bad && !merged_absent);
     let stats_buf = arena.alloc(core::mem::size_of::<pcgrad_stats>());
     let want_stats = b.bool();
     let matrix_buf = arena.alloc(8 * t * t);
     let want_matrix = b.bool();
     let (matrix_len, bad) = mutate_len(&mut b, t * t);
     let matrix_len = if want_matrix { matrix_len } else { 0 };
-    valid &= !(want_matrix && bad);
+    // Length 0: absent (see `merged_absent`).
+    valid &= !(want_matrix && bad && matrix_len > 0);
     let ws_need = {
         let mut w = 0usize;
         // SAFETY: `w` is a valid out pointer.
@@ -299,7 +303,7 @@ fn run(data: &[u8]) {
     );
     let e = Expect::new(&sh, &g, &cfg.orders, cfg.mean());
     cfg.check_rng(&mut arena, e.rng_after);
-    if want_merged {
+    if want_merged && !merged_absent {
         let got = arena.read::<f32>(merged_buf, n);
         e.check(
             &format!("{what} merged"),
@@ -323,7 +327,7 @@ fn run(data: &[u8]) {
         let got = arena.read::<pcgrad_stats>(stats_buf, 1)[0];
         e.check_stats(t, got.conflicting_pairs, got.projections);
     }
-    if want_matrix {
+    if want_matrix && matrix_len > 0 {
         let got = arena.read::<f64>(matrix_buf, t * t);
         e.check_matrix(t, cfg.matrix == PCGRAD_MATRIX_COSINE, &got);
     }
