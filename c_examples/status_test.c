@@ -1106,10 +1106,82 @@ static void successes(void) {
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* The double-gradient flat calls: results against the float calls, and
+ * refusals that leave every caller buffer but the workspace untouched. */
+
+static void f64_flat(void) {
+    reset();
+    double g[T * N + PAD], merged[N + PAD], g0[T * N + PAD], m0[N + PAD], mf[N + PAD];
+    for (int k = 0; k < T * N + PAD; k++) g[k] = k < T * N ? (double)F.grads[k] : 42.0;
+    for (int k = 0; k < N + PAD; k++) merged[k] = -777.0;
+    memcpy(g0, g, sizeof g);
+    memcpy(m0, merged, sizeof merged);
+    size_t wsl = ws_flat();
+    pcgrad_stats st;
+
+    /* The float result on the same data. */
+    EXPECT("merge_flat (float reference)", PCGRAD_OK,
+           pcgrad_merge_flat(&F.cfg, F.grads, T * N, F.segs, S, F.has, T * S, T, N, F.merged, N,
+                             NULL, NULL, 0, WS, wsl));
+    for (int k = 0; k < N; k++) mf[k] = (double)F.merged[k];
+
+    pcgrad_status s = pcgrad_merge_flat_f64(&F.cfg, g, T * N, F.segs, S, F.has, T * S, T, N,
+                                            merged, N, &st, NULL, 0, WS, wsl);
+    expect("merge_flat_f64 valid", PCGRAD_OK, s);
+    int close = 1;
+    for (int k = 0; k < N; k++) close &= fabs(merged[k] - mf[k]) <= 1e-6 * (1.0 + fabs(mf[k]));
+    check(close, "merge_flat_f64 equals merge_flat within float rounding");
+    check(memcmp(g, g0, sizeof g) == 0, "merge_flat_f64 leaves the gradients alone");
+    check(st.conflicting_pairs >= 1, "merge_flat_f64 sees the conflict");
+
+    /* Project in place: its merged output is the merge result, bitwise. */
+    double pm[N];
+    s = pcgrad_project_flat_f64(&F.cfg, g, T * N, F.segs, S, F.has, T * S, T, N, pm, N, NULL,
+                                NULL, 0, WS, wsl);
+    expect("project_flat_f64 valid", PCGRAD_OK, s);
+    check(memcmp(pm, merged, sizeof pm) == 0, "project_flat_f64 merged equals merge_flat_f64");
+    check(memcmp(g, g0, sizeof g) != 0, "project_flat_f64 writes the gradients in place");
+
+    /* Refusals. */
+    struct {
+        const char *what;
+        pcgrad_status want;
+        const double *g;
+        size_t gl;
+        double *m;
+    } bad[] = {
+        {"f64 grads NULL", PCGRAD_ERROR_NULL_POINTER, NULL, T * N, m0},
+        {"f64 grads misaligned", PCGRAD_ERROR_MISALIGNED, (const double *)shift(g0, 4), T * N, m0},
+        {"f64 merged misaligned", PCGRAD_ERROR_MISALIGNED, g0, T * N, (double *)shift(m0, 4)},
+        {"f64 grads_len = T*N - 1", PCGRAD_ERROR_LENGTH_MISMATCH, g0, T * N - 1, m0},
+        {"f64 merged over grads", PCGRAD_ERROR_OVERLAP, g0, T * N, g0 + 3},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double gs[T * N + PAD], ms[N + PAD];
+        memcpy(gs, g0, sizeof gs);
+        memcpy(ms, m0, sizeof ms);
+        memcpy(&SNAP, &F, sizeof F);
+        s = pcgrad_merge_flat_f64(&F.cfg, bad[i].g, bad[i].gl, F.segs, S, F.has, T * S, T, N,
+                                  bad[i].m, N, NULL, NULL, 0, WS, wsl);
+        expect(bad[i].what, bad[i].want, s);
+        check(memcmp(gs, g0, sizeof gs) == 0 && memcmp(ms, m0, sizeof ms) == 0,
+              "a refused _f64 call wrote a caller buffer");
+        double *pg = (double *)(uintptr_t)bad[i].g;
+        memcpy(&SNAP, &F, sizeof F);
+        s = pcgrad_project_flat_f64(&F.cfg, pg, bad[i].gl, F.segs, S, F.has, T * S, T, N,
+                                    bad[i].m, N, NULL, NULL, 0, WS, wsl);
+        expect(bad[i].what, bad[i].want, s);
+        check(memcmp(gs, g0, sizeof gs) == 0 && memcmp(ms, m0, sizeof ms) == 0,
+              "a refused _f64 call wrote a caller buffer");
+    }
+}
+
 int main(void) {
     flat_errors("merge_flat", merge_flat);
     flat_errors("project_flat", project_flat);
     project_flat_errors();
+    f64_flat();
     vars_errors();
     sizes_and_phases();
     method_errors();

@@ -571,6 +571,32 @@ enum pcgrad_status pcgrad_merge_flat(const struct pcgrad_config *config,
                                      size_t workspace_len);
 
 /**
+ * `pcgrad_merge_flat` over `double` gradients: the same arguments, checks,
+ * statuses and overlap rules, with `grads` and `merged` of `double` (the
+ * buffers are used in place, never converted).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_merge_flat_f64(const struct pcgrad_config *config,
+                                         const double *grads,
+                                         size_t grads_len,
+                                         const size_t *segments,
+                                         size_t segments_len,
+                                         const uint8_t *has_grad,
+                                         size_t has_grad_len,
+                                         size_t tasks,
+                                         size_t dim,
+                                         double *merged,
+                                         size_t merged_len,
+                                         struct pcgrad_stats *stats,
+                                         double *matrix,
+                                         size_t matrix_len,
+                                         double *workspace,
+                                         size_t workspace_len);
+
+/**
  * Projects a contiguous row-major T x N gradient buffer **in place** (each
  * row becomes its projected g'_t on every coordinate, including segments
  * the task had no gradient for) and, when `merged` is not NULL, writes the
@@ -599,6 +625,32 @@ enum pcgrad_status pcgrad_project_flat(const struct pcgrad_config *config,
                                        size_t matrix_len,
                                        double *workspace,
                                        size_t workspace_len);
+
+/**
+ * `pcgrad_project_flat` over `double` gradients: the same arguments, checks,
+ * statuses and overlap rules, with `grads` and `merged` of `double` (the
+ * buffers are used in place, never converted).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_project_flat_f64(const struct pcgrad_config *config,
+                                           double *grads,
+                                           size_t grads_len,
+                                           const size_t *segments,
+                                           size_t segments_len,
+                                           const uint8_t *has_grad,
+                                           size_t has_grad_len,
+                                           size_t tasks,
+                                           size_t dim,
+                                           double *merged,
+                                           size_t merged_len,
+                                           struct pcgrad_stats *stats,
+                                           double *matrix,
+                                           size_t matrix_len,
+                                           double *workspace,
+                                           size_t workspace_len);
 
 /**
  * Projects and merges per-variable gradients: `grads[t * S + s]` points at

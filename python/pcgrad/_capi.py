@@ -151,6 +151,8 @@ _PROTOTYPES = {
     "pcgrad_config_default": [_p],
     "pcgrad_merge_flat": [_p, _p, _z, _p, _z, _p, _z, _z, _z, _p, _z, _p, _p, _z, _p, _z],
     "pcgrad_project_flat": [_p, _p, _z, _p, _z, _p, _z, _z, _z, _p, _z, _p, _p, _z, _p, _z],
+    "pcgrad_merge_flat_f64": [_p, _p, _z, _p, _z, _p, _z, _z, _z, _p, _z, _p, _p, _z, _p, _z],
+    "pcgrad_project_flat_f64": [_p, _p, _z, _p, _z, _p, _z, _z, _z, _p, _z, _p, _p, _z, _p, _z],
     "pcgrad_merge_vars": [_p, _p, _z, _p, _z, _z, _p, _z, _p, _p, _z, _p, _z],
     "pcgrad_project_vars": [_p, _p, _z, _p, _z, _z, _p, _z, _p, _p, _z, _p, _z],
     "pcgrad_pack": [_p, _z, _p, _z, _z, _p, _z, _p, _z],

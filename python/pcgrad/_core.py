@@ -42,6 +42,12 @@ _merge_flat = _c.lib["pcgrad_merge_flat"]
 _project_flat = _c.lib["pcgrad_project_flat"]
 _merge_flat.restype = ctypes.c_int
 _project_flat.restype = ctypes.c_int
+# The same over float64 gradients (the library reads and writes them in
+# place; no float32 copy).
+_merge_flat64 = _c.lib["pcgrad_merge_flat_f64"]
+_project_flat64 = _c.lib["pcgrad_project_flat_f64"]
+_merge_flat64.restype = ctypes.c_int
+_project_flat64.restype = ctypes.c_int
 
 
 class Error(ValueError):
@@ -182,8 +188,12 @@ def _ptr(a):
 # argument checks (all before the library is called, naming the argument)
 
 
-def _grads2d(fn, grads, inplace):
-    """Returns (array the library reads, the caller's float64 array or None)."""
+def _grads2d(fn, grads, inplace, f64_ok=False):
+    """Returns (array the library reads, the caller's float64 array or None).
+
+    With ``f64_ok`` (the calls that have a ``_f64`` entry point) float64
+    input is passed as float64: a C-contiguous float64 array as it is, in
+    place, anything else float64 as one float64 copy."""
     a = grads
     if a.__class__ is np.ndarray and a.dtype is _F32 and a.ndim == 2 and a.flags.c_contiguous:
         if inplace and not a.flags.writeable:
@@ -202,6 +212,8 @@ def _grads2d(fn, grads, inplace):
         if not a.flags.c_contiguous or not a.flags.writeable:
             raise TypeError(f"{fn}: grads must be a writable C-contiguous array (it is projected in place)")
         if a.dtype == _F64:
+            if f64_ok:
+                return a, None
             return np.ascontiguousarray(a, dtype=_F32), a
         return a, None
     if not isinstance(a, np.ndarray):
@@ -212,6 +224,8 @@ def _grads2d(fn, grads, inplace):
         raise TypeError(f"{fn}: grads must be float32 or float64, got {a.dtype}")
     if a.ndim != 2:
         raise ValueError(f"{fn}: grads must be 2-D (T, N), got shape {a.shape}")
+    if f64_ok and a.dtype.itemsize == 8:
+        return np.ascontiguousarray(a, dtype=_F64), None
     f64 = a if a.dtype.itemsize == 8 else None
     return np.ascontiguousarray(a, dtype=_F32), f64
 
@@ -400,10 +414,11 @@ _PLANS = {}
 _Z0 = _Z(0)  # never mutated
 
 
-def _out1d(fn, out, dim, name="out"):
-    """Returns (buffer the library writes, caller float64 array or None)."""
+def _out1d(fn, out, dim, name="out", elem=_F32):
+    """Returns (buffer of ``elem`` the library writes, the caller's array to
+    copy it into afterwards or None)."""
     if out is None:
-        return np.empty(dim, dtype=_F32), None
+        return np.empty(dim, dtype=elem), None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{fn}: {name} must be a numpy array, got {type(out).__name__}")
     if out.dtype != _F32 and out.dtype != _F64:
@@ -412,21 +427,22 @@ def _out1d(fn, out, dim, name="out"):
         raise ValueError(f"{fn}: {name} must have shape ({dim},), got {out.shape}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise TypeError(f"{fn}: {name} must be a writable C-contiguous array")
-    if out.dtype == _F64:
-        return np.empty(dim, dtype=_F32), out
+    if out.dtype != elem:
+        return np.empty(dim, dtype=elem), out
     return out, None
 
 
 def _flat(fn, grads, project, want_merged, mode, order, reduction, segments, has_grad, rng,
           threads, check_finite, out, stats):
-    g, g64 = _grads2d(fn, grads, project)
+    g, g64 = _grads2d(fn, grads, project, f64_ok=True)
+    is64 = g.dtype == _F64
     tasks, dim = g.shape
     seg, seg_len, nseg = _segments(fn, segments, dim)
     hg = _has_grad(fn, has_grad, tasks, nseg)
     cfg = _config(fn, tasks, mode, order, reduction, rng, threads, check_finite,
                   _c.MATRIX_GRAM)
     if want_merged:
-        merged, m64 = _out1d(fn, out, dim)
+        merged, m64 = _out1d(fn, out, dim, elem=_F64 if is64 else _F32)
         if m64 is None and out is None and g64 is not None:
             m64 = np.empty(dim, dtype=_F64)
         mptr = _ptr(merged)
@@ -447,7 +463,10 @@ def _flat(fn, grads, project, want_merged, mode, order, reduction, segments, has
     else:
         st = matrix = stp = mxp = None
         mxl = _Z0
-    f = _project_flat if project else _merge_flat
+    if is64:
+        f = _project_flat64 if project else _merge_flat64
+    else:
+        f = _project_flat if project else _merge_flat
     plan = _PLANS.get((tasks, dim))
     if plan is None:
         plan = (_Z(tasks * dim), _Z(tasks), _Z(dim))
@@ -489,11 +508,12 @@ def merge(grads, *, mode="sequential", order="fixed", reduction="mean", segments
     gradient, N values; ``grads`` is only read.
 
     - ``grads``: a (T, N) array, row t the gradient of task t. A C-contiguous
-      float32 numpy array is used in place (zero copy); a float64 array, a
-      non-contiguous one or any other array-like (lists, objects with
-      ``__array__``) is converted once to a float32 copy (the library computes
-      in float32 with float64 accumulation) and the result is float64 for
-      float64 input, float32 otherwise.
+      float32 or float64 numpy array is used in place (zero copy; the library
+      computes in that type with float64 accumulation, through
+      ``pcgrad_merge_flat`` or ``pcgrad_merge_flat_f64``); a non-contiguous
+      one or any other array-like (lists, objects with ``__array__``) is
+      converted once to a contiguous copy, float64 for float64 (or integer)
+      input, float32 otherwise. The result has the type computed in.
     - ``mode``: ``"sequential"`` (the paper's Algorithm 1: each dot product with
       the already projected gradient) or ``"simultaneous"`` (every dot product
       with the original gradient: the seed's ``PCGrad``/``PPCGrad``).
@@ -510,8 +530,8 @@ def merge(grads, *, mode="sequential", order="fixed", reduction="mean", segments
     - ``threads``: worker threads of the library, 0 = all cores (results are
       bitwise identical for every value). ``check_finite``: refuse NaN/Inf
       with :class:`pcgrad.Error`.
-    - ``out``: an optional float32 (zero copy) or float64 (N,) array for the
-      result. ``stats=True`` returns ``(merged, pcgrad.Stats)``.
+    - ``out``: an optional float32 or float64 (N,) array for the result (zero
+      copy when its type is the one computed in). ``stats=True`` returns ``(merged, pcgrad.Stats)``.
 
     Raises ``TypeError``/``ValueError`` naming the argument before the library
     is called, :class:`pcgrad.Error` for a library status; a failed call
@@ -564,8 +584,8 @@ def project(grads, *, mode="sequential", order="fixed", reduction="mean", segmen
     ``None`` with ``merged=False``.
 
     ``grads`` must be a writable C-contiguous float32 or float64 numpy array
-    (else ``TypeError``); float32 is projected in place by the library,
-    float64 through one float32 copy written back on success. The other
+    (else ``TypeError``); both are projected in place by the library
+    (float64 through ``pcgrad_project_flat_f64``, no copy). The other
     arguments are those of :func:`pcgrad.merge`; with ``stats=True`` the
     result is ``(merged, pcgrad.Stats)``."""
     # The common case, as in merge (the extension module also checks that

@@ -9,6 +9,7 @@ use super::types::*;
 use crate::api::{cosine_matrix, PcGrad};
 use crate::engine::{Mode, Order, Reduction, Stats};
 use crate::error::{Error, Result};
+use crate::kernels::Element;
 use crate::layout::{Flat, FlatMut, Layout};
 
 // ---------------------------------------------------------------------------
@@ -456,9 +457,10 @@ pub(super) unsafe fn view_mut<'a, T>(p: *mut T, len: usize) -> &'a mut [T] {
 }
 
 /// The shape arguments of the flat entry points, checked once: the T x N
-/// gradient buffer, the optional segment lengths and has_grad mask.
-pub(super) struct FlatArgs {
-    grads: *const f32,
+/// gradient buffer (of `f32`, or `f64` for the `_f64` calls), the optional
+/// segment lengths and has_grad mask.
+pub(super) struct FlatArgs<F: Element = f32> {
+    grads: *const F,
     grads_len: usize,
     segments: *const usize,
     segments_len: usize,
@@ -469,10 +471,10 @@ pub(super) struct FlatArgs {
     dim: usize,
 }
 
-impl FlatArgs {
+impl<F: Element> FlatArgs<F> {
     /// Checks the pointers, T > 0 and `grads_len` = T * N.
     pub(super) fn check(
-        grads: *const f32,
+        grads: *const F,
         grads_len: usize,
         segments: *const usize,
         segments_len: usize,
@@ -480,7 +482,7 @@ impl FlatArgs {
         has_grad_len: usize,
         tasks: usize,
         dim: usize,
-    ) -> Result<FlatArgs> {
+    ) -> Result<FlatArgs<F>> {
         req(grads, grads_len)?;
         opt(segments, segments_len)?;
         opt(has_grad, has_grad_len)?;
@@ -542,7 +544,7 @@ impl FlatArgs {
     /// # Safety
     ///
     /// As [`FlatArgs::layout`], and the gradients are not written for `'a`.
-    pub(super) unsafe fn flat<'a>(&self) -> Result<Flat<'a, f32>> {
+    pub(super) unsafe fn flat<'a>(&self) -> Result<Flat<'a, F>> {
         // SAFETY: forwarded; `grads` passed `req`.
         unsafe { Flat::new(self.layout()?, view(self.grads, self.grads_len)) }
     }
@@ -551,9 +553,9 @@ impl FlatArgs {
     ///
     /// # Safety
     ///
-    /// As [`FlatArgs::layout`]; `grads` was passed as a `*mut f32` and is
-    /// disjoint from every other buffer of the call (overlap check).
-    pub(super) unsafe fn flat_mut<'a>(&self) -> Result<FlatMut<'a, f32>> {
+    /// As [`FlatArgs::layout`]; `grads` was passed as a `*mut` pointer and
+    /// is disjoint from every other buffer of the call (overlap check).
+    pub(super) unsafe fn flat_mut<'a>(&self) -> Result<FlatMut<'a, F>> {
         // SAFETY: forwarded; `grads` passed `req`.
         unsafe {
             FlatMut::new(

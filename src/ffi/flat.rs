@@ -2,6 +2,7 @@
 
 use super::check::*;
 use super::types::*;
+use crate::kernels::Element;
 
 // ---------------------------------------------------------------------------
 // One call per training step, flat T x N buffer.
@@ -37,6 +38,101 @@ pub unsafe extern "C" fn pcgrad_merge_flat(
     tasks: usize,
     dim: usize,
     merged: *mut f32,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        merge_flat::<f32>(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// `pcgrad_merge_flat` over `double` gradients: the same arguments, checks,
+/// statuses and overlap rules, with `grads` and `merged` of `double` (the
+/// buffers are used in place, never converted).
+///
+/// # Safety
+///
+/// As `pcgrad_merge_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_merge_flat_f64(
+    config: *const pcgrad_config,
+    grads: *const f64,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut f64,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        merge_flat::<f64>(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// The one body of `pcgrad_merge_flat` and `pcgrad_merge_flat_f64`.
+///
+/// # Safety
+///
+/// As `pcgrad_merge_flat`.
+unsafe fn merge_flat<F: Element>(
+    config: *const pcgrad_config,
+    grads: *const F,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut F,
     merged_len: usize,
     stats: *mut pcgrad_stats,
     matrix: *mut f64,
@@ -106,6 +202,101 @@ pub unsafe extern "C" fn pcgrad_project_flat(
     tasks: usize,
     dim: usize,
     merged: *mut f32,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        project_flat::<f32>(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// `pcgrad_project_flat` over `double` gradients: the same arguments, checks,
+/// statuses and overlap rules, with `grads` and `merged` of `double` (the
+/// buffers are used in place, never converted).
+///
+/// # Safety
+///
+/// As `pcgrad_merge_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_project_flat_f64(
+    config: *const pcgrad_config,
+    grads: *mut f64,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut f64,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        project_flat::<f64>(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// The one body of `pcgrad_project_flat` and `pcgrad_project_flat_f64`.
+///
+/// # Safety
+///
+/// As `pcgrad_merge_flat`.
+unsafe fn project_flat<F: Element>(
+    config: *const pcgrad_config,
+    grads: *mut F,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut F,
     merged_len: usize,
     stats: *mut pcgrad_stats,
     matrix: *mut f64,

@@ -233,8 +233,8 @@ def _merge_params(grads, params, mode, order, reduction, rng, threads, path, sta
 def merge(grads, *, mode="sequential", order="fixed", reduction="mean", rng=None, threads=0,
           device_path=False):
     """The merged gradient (N values) of a (T, N) tensor of task gradients, as
-    :func:`pcgrad.merge`. A CPU float32 contiguous tensor is read in place
-    (zero copy; float64 through one float32 copy); a tensor on another device
+    :func:`pcgrad.merge`. A CPU float32 or float64 contiguous tensor is read
+    in place (zero copy); a tensor on another device
     (or ``device_path=True``) takes the device path (torch Gram and apply on
     its device, library coefficients). Returns a tensor on ``grads``'s device
     and of its dtype."""

@@ -190,6 +190,18 @@ fn reductions(t: usize, m: M) -> &'static [u32] {
 
 #[test]
 fn flat_one_call_matches_the_rust_api() {
+    flat_matches::<f32>();
+}
+
+/// `pcgrad_merge_flat_f64` / `pcgrad_project_flat_f64` against the Rust
+/// API's `f64` path, bitwise.
+#[test]
+fn flat_one_call_f64_matches_the_rust_api() {
+    flat_matches::<f64>();
+}
+
+/// The flat one-call entry points over `E` against `PcGrad` over `E`.
+fn flat_matches<E: CElem>() {
     let mut projections = 0;
     for t in TASKS {
         for segmented in [false, true] {
@@ -197,7 +209,7 @@ fn flat_one_call_matches_the_rust_api() {
                 for &red in reductions(t, m) {
                     let table = order_table(t);
                     let matrix_kind = ((t + red as usize) % 2) as u32;
-                    let mut fx = FlatFx::new(t, segmented, m, red);
+                    let mut fx = FlatFx::<E>::of(t, segmented, m, red);
                     fx.cfg.matrix = matrix_kind;
                     let hb = fx.has_grad();
                     let segs = fx.segs.clone();
@@ -217,11 +229,11 @@ fn flat_one_call_matches_the_rust_api() {
                     assert_eq!(run(&mut fx, FlatArgs::merge), PCGRAD_OK);
                     let mut rng = Rng::new(SEED);
                     let mut ws = vec![0.0; crate::workspace_len(t).unwrap()];
-                    let mut merged = vec![0.0f32; N];
+                    let mut merged = vec![E::default(); N];
                     let st = rust_pc(m, red, &table, &mut rng)
                         .merge(&Flat::new(layout, &fx.grads).unwrap(), &mut merged, &mut ws)
                         .unwrap();
-                    assert_eq!(bits32(&fx.merged), bits32(&merged), "T={t} {m:?}");
+                    assert_eq!(bits_of(&fx.merged), bits_of(&merged), "T={t} {m:?}");
                     assert_eq!(fx.stats, stats_of(st));
                     assert_eq!(bits64(&fx.matrix), bits64(&want_matrix(&ws)));
                     assert_eq!(fx.rng, rng);
@@ -229,7 +241,7 @@ fn flat_one_call_matches_the_rust_api() {
 
                     // Project in place, with and without merged.
                     for with_merged in [true, false] {
-                        let mut fx = FlatFx::new(t, segmented, m, red);
+                        let mut fx = FlatFx::<E>::of(t, segmented, m, red);
                         fx.cfg.matrix = matrix_kind;
                         let mut a = fx.args();
                         if !with_merged {
@@ -239,8 +251,8 @@ fn flat_one_call_matches_the_rust_api() {
                         }
                         assert_eq!(a.project(), PCGRAD_OK);
                         let mut rng = Rng::new(SEED);
-                        let mut g = grads(t, segmented);
-                        let mut merged = vec![0.0f32; N];
+                        let mut g = grads_as::<E>(t, segmented);
+                        let mut merged = vec![E::default(); N];
                         let st = rust_pc(m, red, &table, &mut rng)
                             .project(
                                 &mut FlatMut::new(layout, &mut g).unwrap(),
@@ -248,14 +260,14 @@ fn flat_one_call_matches_the_rust_api() {
                                 &mut ws,
                             )
                             .unwrap();
-                        assert_eq!(bits32(&fx.grads), bits32(&g));
+                        assert_eq!(bits_of(&fx.grads), bits_of(&g));
                         assert_eq!(fx.rng, rng);
                         if with_merged {
-                            assert_eq!(bits32(&fx.merged), bits32(&merged));
+                            assert_eq!(bits_of(&fx.merged), bits_of(&merged));
                             assert_eq!(fx.stats, stats_of(st));
                             assert_eq!(bits64(&fx.matrix), bits64(&want_matrix(&ws)));
                         } else {
-                            assert!(fx.merged.iter().all(|x| x.to_bits() == SENT32.to_bits()));
+                            assert!(fx.merged.iter().all(|x| x.bits() == E::SENT.bits()));
                             assert_eq!(fx.stats, STATS_SENT);
                         }
                     }
@@ -264,6 +276,40 @@ fn flat_one_call_matches_the_rust_api() {
         }
     }
     assert!(projections > 0, "the problems have no conflicts");
+}
+
+/// The `_f64` flat calls agree with the `f32` ones on the same
+/// (f32-representable) data to within f32 rounding, with the same
+/// statistics and PRNG advance.
+#[test]
+fn flat_f64_entry_points_agree_with_the_f32_ones() {
+    for t in TASKS {
+        for m in MODES {
+            for &red in reductions(t, m) {
+                let mut a = FlatFx::new(t, true, m, red);
+                let mut b = FlatFx::<f64>::of(t, true, m, red);
+                assert_eq!(run(&mut a, FlatArgs::merge), PCGRAD_OK);
+                assert_eq!(run(&mut b, FlatArgs::merge), PCGRAD_OK);
+                assert_eq!(a.stats, b.stats, "T={t} {m:?}");
+                assert_eq!(a.rng, b.rng);
+                let scale = b.merged.iter().fold(1.0f64, |s, x| s.max(x.abs()));
+                for (x, y) in a.merged.iter().zip(&b.merged) {
+                    assert!(
+                        (f64::from(*x) - y).abs() <= 1e-6 * scale,
+                        "T={t} {m:?}: {x} vs {y}"
+                    );
+                }
+                let mut pa = FlatFx::new(t, true, m, red);
+                let mut pb = FlatFx::<f64>::of(t, true, m, red);
+                assert_eq!(run(&mut pa, FlatArgs::project), PCGRAD_OK);
+                assert_eq!(run(&mut pb, FlatArgs::project), PCGRAD_OK);
+                assert_eq!(bits_of(&pb.merged), bits_of(&b.merged));
+                for (x, y) in pa.grads.iter().zip(&pb.grads) {
+                    assert!((f64::from(*x) - y).abs() <= 1e-6 * scale.max(y.abs()));
+                }
+            }
+        }
+    }
 }
 
 /// Column ranges of a three-way split of 0..N.

@@ -92,6 +92,98 @@ fn mask_bytes(t: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The gradient element of a flat fixture: `f32` for the plain entry
+/// points, `f64` for the `_f64` ones.
+trait CElem: crate::Element {
+    /// The output sentinel.
+    const SENT: Self;
+    fn bits(self) -> u64;
+    /// `pcgrad_merge_flat` or `pcgrad_merge_flat_f64`.
+    ///
+    /// # Safety
+    ///
+    /// As the entry point.
+    unsafe fn merge_flat(a: &FlatArgs<Self>) -> pcgrad_status;
+    /// `pcgrad_project_flat` or `pcgrad_project_flat_f64`.
+    ///
+    /// # Safety
+    ///
+    /// As the entry point.
+    unsafe fn project_flat(a: &FlatArgs<Self>) -> pcgrad_status;
+}
+
+macro_rules! celem {
+    ($t:ty, $sent:expr, $merge:ident, $project:ident) => {
+        impl CElem for $t {
+            const SENT: $t = $sent;
+            fn bits(self) -> u64 {
+                u64::from(self.to_bits())
+            }
+            unsafe fn merge_flat(a: &FlatArgs<$t>) -> pcgrad_status {
+                // SAFETY: forwarded to the caller.
+                unsafe {
+                    $merge(
+                        a.config(),
+                        a.grads,
+                        a.grads_len,
+                        a.segments,
+                        a.segments_len,
+                        a.has_grad,
+                        a.has_grad_len,
+                        a.tasks,
+                        a.dim,
+                        a.merged,
+                        a.merged_len,
+                        a.stats,
+                        a.matrix,
+                        a.matrix_len,
+                        a.ws,
+                        a.ws_len,
+                    )
+                }
+            }
+            unsafe fn project_flat(a: &FlatArgs<$t>) -> pcgrad_status {
+                // SAFETY: forwarded to the caller.
+                unsafe {
+                    $project(
+                        a.config(),
+                        a.grads,
+                        a.grads_len,
+                        a.segments,
+                        a.segments_len,
+                        a.has_grad,
+                        a.has_grad_len,
+                        a.tasks,
+                        a.dim,
+                        a.merged,
+                        a.merged_len,
+                        a.stats,
+                        a.matrix,
+                        a.matrix_len,
+                        a.ws,
+                        a.ws_len,
+                    )
+                }
+            }
+        }
+    };
+}
+celem!(f32, SENT32, pcgrad_merge_flat, pcgrad_project_flat);
+celem!(f64, SENT64, pcgrad_merge_flat_f64, pcgrad_project_flat_f64);
+
+/// `grads` in the element type `E` (exact: every value is a multiple of
+/// 1/8 or `GARBAGE`).
+fn grads_as<E: CElem>(t: usize, segmented: bool) -> Vec<E> {
+    grads(t, segmented)
+        .into_iter()
+        .map(|x| E::from_f64(f64::from(x)))
+        .collect()
+}
+
+fn bits_of<E: CElem>(xs: &[E]) -> Vec<u64> {
+    xs.iter().map(|x| x.bits()).collect()
+}
+
 fn bits32(xs: &[f32]) -> Vec<u32> {
     xs.iter().map(|x| x.to_bits()).collect()
 }
@@ -257,12 +349,12 @@ fn fails_case<F: Fixture>(
 // -----------------------------------------------------------------------
 // Flat one-call fixture: pcgrad_merge_flat / pcgrad_project_flat.
 
-struct FlatFx {
+struct FlatFx<E: CElem = f32> {
     t: usize,
     segs: Vec<usize>,
     hg: Vec<u8>,
-    grads: Vec<f32>,
-    merged: Vec<f32>,
+    grads: Vec<E>,
+    merged: Vec<E>,
     stats: pcgrad_stats,
     matrix: Vec<f64>,
     ws: Vec<f64>,
@@ -271,11 +363,11 @@ struct FlatFx {
     table: Vec<u32>,
 }
 
-struct FlatArgs {
+struct FlatArgs<E: CElem = f32> {
     cfg: pcgrad_config,
     /// Replaces `&cfg` when set.
     config: Option<*const pcgrad_config>,
-    grads: *mut f32,
+    grads: *mut E,
     grads_len: usize,
     segments: *const usize,
     segments_len: usize,
@@ -283,7 +375,7 @@ struct FlatArgs {
     has_grad_len: usize,
     tasks: usize,
     dim: usize,
-    merged: *mut f32,
+    merged: *mut E,
     merged_len: usize,
     stats: *mut pcgrad_stats,
     matrix: *mut f64,
@@ -294,6 +386,13 @@ struct FlatArgs {
 
 impl FlatFx {
     fn new(t: usize, segmented: bool, m: M, reduction: u32) -> FlatFx {
+        FlatFx::of(t, segmented, m, reduction)
+    }
+}
+
+impl<E: CElem> FlatFx<E> {
+    /// The fixture over `E` gradients.
+    fn of(t: usize, segmented: bool, m: M, reduction: u32) -> FlatFx<E> {
         let mut need = 0;
         // SAFETY: `need` is a live, aligned `usize`.
         assert_eq!(unsafe { pcgrad_workspace_len(t, &mut need) }, PCGRAD_OK);
@@ -301,8 +400,8 @@ impl FlatFx {
             t,
             segs: if segmented { SEGS.to_vec() } else { vec![] },
             hg: if segmented { mask_bytes(t) } else { vec![] },
-            grads: grads(t, segmented),
-            merged: vec![SENT32; N],
+            grads: grads_as(t, segmented),
+            merged: vec![E::SENT; N],
             stats: STATS_SENT,
             matrix: vec![SENT64; t * t],
             ws: vec![SENT64; need],
@@ -317,9 +416,9 @@ impl FlatFx {
     }
 }
 
-impl Fixture for FlatFx {
-    type Args = FlatArgs;
-    fn args(&mut self) -> FlatArgs {
+impl<E: CElem> Fixture for FlatFx<E> {
+    type Args = FlatArgs<E>;
+    fn args(&mut self) -> FlatArgs<E> {
         let mut cfg = self.cfg;
         cfg.rng = ptr::addr_of_mut!(self.rng);
         // A dangling, aligned, non-NULL pointer when T = 1 (no entries).
@@ -345,12 +444,12 @@ impl Fixture for FlatFx {
             ws_len: self.ws.len(),
         }
     }
-    fn snapshot(&self, a: &FlatArgs) -> Vec<u64> {
+    fn snapshot(&self, a: &FlatArgs<E>) -> Vec<u64> {
         let mut s: Vec<u64> = Vec::new();
-        s.extend(self.grads.iter().map(|x| u64::from(x.to_bits())));
+        s.extend(bits_of(&self.grads));
         s.extend(self.segs.iter().map(|&x| x as u64));
         s.extend(self.hg.iter().map(|&x| u64::from(x)));
-        s.extend(self.merged.iter().map(|x| u64::from(x.to_bits())));
+        s.extend(bits_of(&self.merged));
         s.extend([
             self.stats.conflicting_pairs as u64,
             self.stats.projections as u64,
@@ -363,7 +462,7 @@ impl Fixture for FlatFx {
     }
 }
 
-impl FlatArgs {
+impl<E: CElem> FlatArgs<E> {
     fn config(&self) -> *const pcgrad_config {
         self.config.unwrap_or(&self.cfg)
     }
@@ -374,50 +473,12 @@ impl FlatArgs {
         // pointer (NULL, misaligned, overlapping, wrong length) that the
         // function must refuse before any access, which the caller
         // asserts.
-        unsafe {
-            pcgrad_merge_flat(
-                self.config(),
-                self.grads,
-                self.grads_len,
-                self.segments,
-                self.segments_len,
-                self.has_grad,
-                self.has_grad_len,
-                self.tasks,
-                self.dim,
-                self.merged,
-                self.merged_len,
-                self.stats,
-                self.matrix,
-                self.matrix_len,
-                self.ws,
-                self.ws_len,
-            )
-        }
+        unsafe { E::merge_flat(self) }
     }
 
     fn project(&self) -> pcgrad_status {
         // SAFETY: as in `merge`.
-        unsafe {
-            pcgrad_project_flat(
-                self.config(),
-                self.grads,
-                self.grads_len,
-                self.segments,
-                self.segments_len,
-                self.has_grad,
-                self.has_grad_len,
-                self.tasks,
-                self.dim,
-                self.merged,
-                self.merged_len,
-                self.stats,
-                self.matrix,
-                self.matrix_len,
-                self.ws,
-                self.ws_len,
-            )
-        }
+        unsafe { E::project_flat(self) }
     }
 }
 

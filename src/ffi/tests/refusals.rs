@@ -105,15 +105,30 @@ fn config_failures<F: Fixture>(
 
 #[test]
 fn one_call_flat_refuses_bad_input() {
-    type Call = fn(&FlatArgs) -> pcgrad_status;
-    for (call, project) in [(FlatArgs::merge as Call, false), (FlatArgs::project, true)] {
+    flat_refusals::<f32>();
+}
+
+/// The same table for the `_f64` entry points.
+#[test]
+fn one_call_flat_f64_refuses_bad_input() {
+    flat_refusals::<f64>();
+}
+
+/// Every refusal of `pcgrad_merge_flat` / `pcgrad_project_flat` (or their
+/// `_f64` forms, for `E = f64`).
+fn flat_refusals<E: CElem>() {
+    type Call<E> = fn(&FlatArgs<E>) -> pcgrad_status;
+    for (call, project) in [
+        (FlatArgs::merge as Call<E>, false),
+        (FlatArgs::project, true),
+    ] {
         config_failures(
-            |m| FlatFx::new(3, true, m, 0),
+            |m| FlatFx::<E>::of(3, true, m, 0),
             call,
             |a| &mut a.cfg,
             |a| &mut a.config,
         );
-        let mut fx = FlatFx::new(3, true, M::Shuffled, 0);
+        let mut fx = FlatFx::<E>::of(3, true, M::Shuffled, 0);
         let t = 3;
         use pcgrad_status::*;
         let bad_segs = [5usize, 1, 6];
@@ -158,27 +173,27 @@ fn one_call_flat_refuses_bad_input() {
         );
         // The config struct inside the workspace (zeroed here, so that
         // it reads as a valid config and the overlap check decides).
-        let mut fx = FlatFx::new(t, true, M::Fixed, 0);
+        let mut fx = FlatFx::<E>::of(t, true, M::Fixed, 0);
         fx.ws.fill(0.0);
         fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
             a.config = Some(a.ws.cast_const().wrapping_add(2).cast())
         });
         // has_grad bytes must be 0 or 1.
-        let mut fx = FlatFx::new(t, true, M::Fixed, 0);
+        let mut fx = FlatFx::<E>::of(t, true, M::Fixed, 0);
         fx.hg[4] = 2;
         fails(&mut fx, PCGRAD_ERROR_INVALID_ENUM, call, |_| {});
         fx.hg[4] = 255;
         fails(&mut fx, PCGRAD_ERROR_INVALID_ENUM, call, |_| {});
         // NaN / Inf with check_finite = 1 (and a shuffled PRNG that must
         // not advance).
-        for x in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            let mut fx = FlatFx::new(t, true, M::Shuffled, 0);
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY].map(E::from_f64) {
+            let mut fx = FlatFx::<E>::of(t, true, M::Shuffled, 0);
             fx.grads[2 * N + 12] = x;
             fx.cfg.check_finite = 1;
             fails(&mut fx, PCGRAD_ERROR_NON_FINITE, call, |_| {});
         }
         // The explicit table may not lie in an output.
-        let mut fx = FlatFx::new(t, true, M::Explicit, 0);
+        let mut fx = FlatFx::<E>::of(t, true, M::Explicit, 0);
         fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
             a.cfg.order_table = a.merged.cast_const().cast()
         });
@@ -189,7 +204,7 @@ fn one_call_flat_refuses_bad_input() {
             });
         } else {
             // ... but inputs may overlap each other.
-            let mut fx = FlatFx::new(t, false, M::Fixed, 0);
+            let mut fx = FlatFx::<E>::of(t, false, M::Fixed, 0);
             let mut a = fx.args();
             a.segments = ptr::null();
             assert_eq!(call(&a), PCGRAD_OK);
@@ -202,7 +217,7 @@ fn one_call_flat_refuses_bad_input() {
             });
         }
         if project {
-            let mut fx = FlatFx::new(t, true, M::Fixed, 0);
+            let mut fx = FlatFx::<E>::of(t, true, M::Fixed, 0);
             fails(&mut fx, PCGRAD_ERROR_NULL_POINTER, call, |a| {
                 a.merged = ptr::null_mut()
             });
