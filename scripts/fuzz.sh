@@ -8,6 +8,9 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
+# SECONDS = 0 runs every seed input of every target once and stops (the
+# regression check the test command runs: deterministic, no new inputs).
+#
 # Needs a nightly toolchain and cargo-fuzz (pinned below); installs both
 # when missing. Prints the executions of each target and the total.
 set -euo pipefail
@@ -38,10 +41,17 @@ for t in "${targets[@]}"; do
     fi
     mkdir -p "corpus/$t"
     log=$(mktemp)
-    echo "==> fuzz $t for $secs s"
+    echo "==> fuzz $t for $secs s (0: the seeds once)"
     # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: 2 GiB.
-    if ! env "${env[@]}" cargo +nightly fuzz run "$bin" "corpus/$t" "seeds/$bin" -- \
-        -dict=floats.dict -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+    if [ "$secs" = 0 ]; then
+        dirs=("seeds/$bin")
+        limit=(-runs=0)
+    else
+        dirs=("corpus/$t" "seeds/$bin")
+        limit=(-max_total_time="$secs")
+    fi
+    if ! env "${env[@]}" cargo +nightly fuzz run "$bin" "${dirs[@]}" -- \
+        -dict=floats.dict "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log"
         echo "fuzz: target $t FAILED (input in fuzz/artifacts/$bin/)"
