@@ -181,3 +181,56 @@ pub(crate) fn jacobi(a: &mut [f64], v: &mut [f64], t: usize) {
         }
     }
 }
+
+/// The exchange rule of block principal pivoting (Judice & Pires, 1994),
+/// shared by the box-constrained and the simplex QP solvers: while the
+/// number of violated indices keeps falling (with three more chances after
+/// the last fall) every violated index changes between free and bound;
+/// otherwise only the last one does (Murty's single-index rule, which
+/// cannot cycle).
+pub(crate) struct Pivoting {
+    best: usize,
+    chances: u32,
+}
+
+impl Pivoting {
+    /// The rule's state before the first exchange of a T-variable solve.
+    pub(crate) fn new(t: usize) -> Pivoting {
+        Pivoting {
+            best: t + 1,
+            chances: 3,
+        }
+    }
+
+    /// Exchanges the violated indices among the first `t`: a free index
+    /// (`free[i] != 0`) is violated when `primal[i] < 0`, a bound one when
+    /// `dual[i] < 0`. `bad` is how many are violated, `last` the last of
+    /// them.
+    pub(crate) fn exchange(
+        &mut self,
+        free: &mut [f64],
+        primal: &[f64],
+        dual: &[f64],
+        t: usize,
+        bad: usize,
+        last: usize,
+    ) {
+        let block = if bad < self.best {
+            self.best = bad;
+            self.chances = 3;
+            true
+        } else if self.chances > 0 {
+            self.chances -= 1;
+            true
+        } else {
+            false
+        };
+        let cells = free.iter_mut().zip(primal.iter().zip(dual)).take(t);
+        for (i, (f, (&p, &d))) in cells.enumerate() {
+            let violated = if *f != 0.0 { p < 0.0 } else { d < 0.0 };
+            if violated && (block || i == last) {
+                *f = if *f != 0.0 { 0.0 } else { 1.0 };
+            }
+        }
+    }
+}

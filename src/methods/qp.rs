@@ -2,7 +2,7 @@
 //! quadratic program min_v v^T H v subject to v >= u, solved exactly by
 //! block principal pivoting on the free set.
 
-use super::linalg::{cholesky, cholesky_solve};
+use super::linalg::{cholesky, cholesky_solve, Pivoting};
 use crate::error::Result;
 
 /// Iterations of the pivoting solver before it stops: 10 T + 10. Each
@@ -55,8 +55,7 @@ pub(crate) fn box_qp(
     for i in 0..t {
         q[i] = (0..t).map(|j| h[i * t + j] * u[j]).sum();
     }
-    let mut best = t + 1;
-    let mut chances = 3;
+    let mut pivoting = Pivoting::new(t);
     for _ in 0..qp_iterations(t) {
         // Gather the free block and solve for x_F.
         let mut n = 0;
@@ -105,26 +104,7 @@ pub(crate) fn box_qp(
             }
             return Ok(());
         }
-        let block = if bad < best {
-            best = bad;
-            chances = 3;
-            true
-        } else if chances > 0 {
-            chances -= 1;
-            true
-        } else {
-            false
-        };
-        for i in 0..t {
-            let violated = if free[i] != 0.0 {
-                x[i] < 0.0
-            } else {
-                y[i] < 0.0
-            };
-            if violated && (block || i == last) {
-                free[i] = if free[i] != 0.0 { 0.0 } else { 1.0 };
-            }
-        }
+        pivoting.exchange(free, x, y, t, bad, last);
     }
     for i in 0..t {
         v[i] = u[i] + x[i].max(0.0);

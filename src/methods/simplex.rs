@@ -1,6 +1,7 @@
 //! Problems on the simplex: MGDA (the min-norm point of the convex hull
 //! of the gradients, by Frank-Wolfe, exact for T <= 2) and CAGrad.
 
+use super::linalg::Pivoting;
 use crate::error::Result;
 
 /// MGDA's weights (see [`super::Method::Mgda`]); `gn` is the normalised
@@ -90,8 +91,7 @@ fn simplex_qp(
     let (z2, rest) = rest.split_at_mut(t);
     let (y, rest) = rest.split_at_mut(t);
     let idx = &mut rest[..t];
-    let mut best = t + 1;
-    let mut chances = 3;
+    let mut pivoting = Pivoting::new(t);
     for _ in 0..super::qp::qp_iterations(t) {
         if free.iter().all(|&f| f == 0.0) {
             // At least one free weight: the smallest linear cost.
@@ -142,26 +142,7 @@ fn simplex_qp(
         if bad == 0 {
             return Ok(());
         }
-        let block = if bad < best {
-            best = bad;
-            chances = 3;
-            true
-        } else if chances > 0 {
-            chances -= 1;
-            true
-        } else {
-            false
-        };
-        for i in 0..t {
-            let violated = if free[i] != 0.0 {
-                w[i] < 0.0
-            } else {
-                y[i] < 0.0
-            };
-            if violated && (block || i == last) {
-                free[i] = if free[i] != 0.0 { 0.0 } else { 1.0 };
-            }
-        }
+        pivoting.exchange(free, w, y, t, bad, last);
     }
     // The cap: the last iterate, clipped and rescaled onto the simplex.
     let mut sum = 0.0;
