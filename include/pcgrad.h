@@ -690,6 +690,29 @@ enum pcgrad_status pcgrad_merge_vars(const struct pcgrad_config *config,
                                      size_t workspace_len);
 
 /**
+ * `pcgrad_merge_vars` over `double` gradients: the same arguments, checks,
+ * statuses and overlap rules, with every gradient and merged buffer of
+ * `double` (used in place, never converted).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_vars`.
+ */
+enum pcgrad_status pcgrad_merge_vars_f64(const struct pcgrad_config *config,
+                                         const double *const *grads,
+                                         size_t grads_len,
+                                         const size_t *segments,
+                                         size_t segments_len,
+                                         size_t tasks,
+                                         double *const *merged,
+                                         size_t merged_len,
+                                         struct pcgrad_stats *stats,
+                                         double *matrix,
+                                         size_t matrix_len,
+                                         double *workspace,
+                                         size_t workspace_len);
+
+/**
  * Projects per-variable gradients **in place** (each present buffer
  * becomes task t's projected gradient on that variable; NULL cells
  * receive nothing) and, when `merged` is not NULL, writes each variable's
@@ -713,6 +736,29 @@ enum pcgrad_status pcgrad_project_vars(const struct pcgrad_config *config,
                                        size_t matrix_len,
                                        double *workspace,
                                        size_t workspace_len);
+
+/**
+ * `pcgrad_project_vars` over `double` gradients: the same arguments,
+ * checks, statuses and overlap rules, with every gradient and merged
+ * buffer of `double` (projected in place, never converted).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_vars`.
+ */
+enum pcgrad_status pcgrad_project_vars_f64(const struct pcgrad_config *config,
+                                           double *const *grads,
+                                           size_t grads_len,
+                                           const size_t *segments,
+                                           size_t segments_len,
+                                           size_t tasks,
+                                           double *const *merged,
+                                           size_t merged_len,
+                                           struct pcgrad_stats *stats,
+                                           double *matrix,
+                                           size_t matrix_len,
+                                           double *workspace,
+                                           size_t workspace_len);
 
 /**
  * Packs per-variable gradients into a flat row-major T x N buffer:
@@ -784,6 +830,28 @@ enum pcgrad_status pcgrad_gram_flat(const float *grads,
                                     size_t gram_len);
 
 /**
+ * `pcgrad_gram_flat` over `double` gradients (and `double` merged output, where
+ * there is one): the same arguments, checks, statuses and overlap rules,
+ * the buffers used in place, never converted.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_flat`.
+ */
+enum pcgrad_status pcgrad_gram_flat_f64(const double *grads,
+                                        size_t grads_len,
+                                        const size_t *segments,
+                                        size_t segments_len,
+                                        const uint8_t *has_grad,
+                                        size_t has_grad_len,
+                                        size_t tasks,
+                                        size_t dim,
+                                        size_t lo,
+                                        size_t hi,
+                                        double *gram,
+                                        size_t gram_len);
+
+/**
  * Combines partial Gram matrices: `gram[k] += partial[k]` for the first
  * T * T entries (both lengths at least T * T). The order of combination
  * is the caller's: add the partials in a fixed order for bitwise
@@ -851,6 +919,33 @@ enum pcgrad_status pcgrad_apply_merged_flat(const float *grads,
                                             size_t tile_len);
 
 /**
+ * `pcgrad_apply_merged_flat` over `double` gradients (and `double` merged output, where
+ * there is one): the same arguments, checks, statuses and overlap rules,
+ * the buffers used in place, never converted.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_flat`.
+ */
+enum pcgrad_status pcgrad_apply_merged_flat_f64(const double *grads,
+                                                size_t grads_len,
+                                                const size_t *segments,
+                                                size_t segments_len,
+                                                const uint8_t *has_grad,
+                                                size_t has_grad_len,
+                                                const double *coef,
+                                                size_t coef_len,
+                                                size_t tasks,
+                                                size_t dim,
+                                                uint32_t reduction,
+                                                size_t lo,
+                                                size_t hi,
+                                                double *merged,
+                                                size_t merged_len,
+                                                double *tile,
+                                                size_t tile_len);
+
+/**
  * Phase 3 in place: writes the projected gradients over columns `lo..hi`
  * of the row-major T x N buffer and, when `merged` is not NULL, the merged
  * gradient (`merged_len` = hi - lo). Arguments as
@@ -877,6 +972,192 @@ enum pcgrad_status pcgrad_apply_projected_flat(float *grads,
                                                size_t merged_len,
                                                double *tile,
                                                size_t tile_len);
+
+/**
+ * `pcgrad_apply_projected_flat` over `double` gradients (and `double` merged output, where
+ * there is one): the same arguments, checks, statuses and overlap rules,
+ * the buffers used in place, never converted.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_flat`.
+ */
+enum pcgrad_status pcgrad_apply_projected_flat_f64(double *grads,
+                                                   size_t grads_len,
+                                                   const size_t *segments,
+                                                   size_t segments_len,
+                                                   const uint8_t *has_grad,
+                                                   size_t has_grad_len,
+                                                   const double *coef,
+                                                   size_t coef_len,
+                                                   size_t tasks,
+                                                   size_t dim,
+                                                   uint32_t reduction,
+                                                   size_t lo,
+                                                   size_t hi,
+                                                   double *merged,
+                                                   size_t merged_len,
+                                                   double *tile,
+                                                   size_t tile_len);
+
+/**
+ * Phase 1 over per-variable buffers: adds the Gram contribution of the
+ * variables `var_lo..var_hi` into `gram[0 .. T*T]` (start from zeros;
+ * `gram_len` at least `pcgrad_gram_len(T)`, the part after T * T is
+ * scratch). `grads`, `segments` and `tasks` are those of
+ * `pcgrad_merge_vars`: the whole model's T x S table, in which only the
+ * cells of the variables `var_lo..var_hi` are read (the others may be
+ * NULL), so a runtime with one buffer per parameter tensor shards by
+ * layers: each shard passes its own variables' buffers, all-reduces the
+ * partial Grams, and calls `pcgrad_coefficients` and
+ * `pcgrad_apply_merged_vars` (or `pcgrad_apply_projected_vars`) on the
+ * same range. `workspace`: at least `pcgrad_workspace_len_vars(T, S)`
+ * doubles of scratch.
+ *
+ * Bitwise reproducibility as `pcgrad_gram_flat`, with the columns of the
+ * variables laid end to end: shards whose first columns (the sum of the
+ * lengths before `var_lo`) are multiples of 8192 give the Gram matrix of
+ * one `pcgrad_merge_vars` call bit for bit; otherwise it agrees within
+ * rounding. `var_lo > var_hi` or `var_hi > S` is
+ * `PCGRAD_ERROR_INVALID_RANGE`.
+ *
+ * # Safety
+ *
+ * Every non-NULL pointer points at the number of elements its length (or
+ * its variable's length) says, valid for the duration of the call.
+ */
+enum pcgrad_status pcgrad_gram_vars(const float *const *grads,
+                                    size_t grads_len,
+                                    const size_t *segments,
+                                    size_t segments_len,
+                                    size_t tasks,
+                                    size_t var_lo,
+                                    size_t var_hi,
+                                    double *gram,
+                                    size_t gram_len,
+                                    double *workspace,
+                                    size_t workspace_len);
+
+/**
+ * `pcgrad_gram_vars` over `double` gradients and merged buffers: the same
+ * arguments, checks, statuses and overlap rules, the buffers used in place.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_vars`.
+ */
+enum pcgrad_status pcgrad_gram_vars_f64(const double *const *grads,
+                                        size_t grads_len,
+                                        const size_t *segments,
+                                        size_t segments_len,
+                                        size_t tasks,
+                                        size_t var_lo,
+                                        size_t var_hi,
+                                        double *gram,
+                                        size_t gram_len,
+                                        double *workspace,
+                                        size_t workspace_len);
+
+/**
+ * Phase 3 over per-variable buffers, merged only: writes the merged
+ * gradient of each variable `var_lo + k` of `var_lo..var_hi` into
+ * `merged[k]` (`merged_len` = `var_hi - var_lo` pointers, none NULL) from
+ * the coefficients of `pcgrad_coefficients` (`coef`, `coef_len` at least
+ * `pcgrad_coefficients_len(T)`), `reduction` a `PCGRAD_REDUCTION_*`
+ * value. Other arguments as `pcgrad_gram_vars`. The outputs are those of
+ * `pcgrad_merge_vars` bit for bit, over any split into ranges.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_vars`.
+ */
+enum pcgrad_status pcgrad_apply_merged_vars(const float *const *grads,
+                                            size_t grads_len,
+                                            const size_t *segments,
+                                            size_t segments_len,
+                                            const double *coef,
+                                            size_t coef_len,
+                                            size_t tasks,
+                                            uint32_t reduction,
+                                            size_t var_lo,
+                                            size_t var_hi,
+                                            float *const *merged,
+                                            size_t merged_len,
+                                            double *workspace,
+                                            size_t workspace_len);
+
+/**
+ * `pcgrad_apply_merged_vars` over `double` gradients and merged buffers: the same
+ * arguments, checks, statuses and overlap rules, the buffers used in place.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_vars`.
+ */
+enum pcgrad_status pcgrad_apply_merged_vars_f64(const double *const *grads,
+                                                size_t grads_len,
+                                                const size_t *segments,
+                                                size_t segments_len,
+                                                const double *coef,
+                                                size_t coef_len,
+                                                size_t tasks,
+                                                uint32_t reduction,
+                                                size_t var_lo,
+                                                size_t var_hi,
+                                                double *const *merged,
+                                                size_t merged_len,
+                                                double *workspace,
+                                                size_t workspace_len);
+
+/**
+ * Phase 3 over per-variable buffers, in place: each present buffer of the
+ * variables `var_lo..var_hi` becomes its task's projected gradient and,
+ * when `merged` is not NULL, `merged[k]` receives variable `var_lo + k`'s
+ * merged gradient (`merged`, `merged_len` optional: NULL, 0). Every
+ * present buffer of the table is an output, as in `pcgrad_project_vars`.
+ * Arguments as `pcgrad_apply_merged_vars`.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_vars`.
+ */
+enum pcgrad_status pcgrad_apply_projected_vars(float *const *grads,
+                                               size_t grads_len,
+                                               const size_t *segments,
+                                               size_t segments_len,
+                                               const double *coef,
+                                               size_t coef_len,
+                                               size_t tasks,
+                                               uint32_t reduction,
+                                               size_t var_lo,
+                                               size_t var_hi,
+                                               float *const *merged,
+                                               size_t merged_len,
+                                               double *workspace,
+                                               size_t workspace_len);
+
+/**
+ * `pcgrad_apply_projected_vars` over `double` gradients and merged buffers: the same
+ * arguments, checks, statuses and overlap rules, the buffers used in place.
+ *
+ * # Safety
+ *
+ * As `pcgrad_gram_vars`.
+ */
+enum pcgrad_status pcgrad_apply_projected_vars_f64(double *const *grads,
+                                                   size_t grads_len,
+                                                   const size_t *segments,
+                                                   size_t segments_len,
+                                                   const double *coef,
+                                                   size_t coef_len,
+                                                   size_t tasks,
+                                                   uint32_t reduction,
+                                                   size_t var_lo,
+                                                   size_t var_hi,
+                                                   double *const *merged,
+                                                   size_t merged_len,
+                                                   double *workspace,
+                                                   size_t workspace_len);
 
 /**
  * Writes to `*out` the doubles of workspace `pcgrad_method_weights` needs

@@ -6,11 +6,13 @@
 #
 # Installs PREFIX/lib/libpcgrad.a, PREFIX/lib/libpcgrad.so.0 (with the
 # symlink PREFIX/lib/libpcgrad.so),
-# PREFIX/include/pcgrad.h and PREFIX/lib/pkgconfig/pcgrad.pc, each under
+# PREFIX/include/pcgrad.h, PREFIX/lib/pkgconfig/pcgrad.pc (shared) and
+# PREFIX/lib/pkgconfig/pcgrad-static.pc (static), each under
 # $DESTDIR when it is set (for packaging: the .pc file names PREFIX, not
 # DESTDIR). Honours CARGO and CARGO_TARGET_DIR.
 #
-# Then:  cc app.c $(pkg-config --cflags --libs pcgrad)
+# Then:  cc app.c $(pkg-config --cflags --libs pcgrad)          # shared
+#        cc app.c $(pkg-config --cflags --libs pcgrad-static)   # static
 # (PKG_CONFIG_PATH=PREFIX/lib/pkgconfig when PREFIX is not a system prefix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,9 +71,15 @@ fi
 install -m 755 "$libdir/libpcgrad.so" "$dest/lib/libpcgrad.so.0"
 ln -sf libpcgrad.so.0 "$dest/lib/libpcgrad.so"
 install -m 644 include/pcgrad.h "$dest/include/pcgrad.h"
-sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@LIBS_PRIVATE@|$native|" \
-    capi/pcgrad.pc.in >"$dest/lib/pkgconfig/pcgrad.pc"
-chmod 644 "$dest/lib/pkgconfig/pcgrad.pc"
+# pcgrad.pc links the shared library (`-lpcgrad`: the linker prefers the
+# .so beside the .a, with or without --static); pcgrad-static.pc names the
+# archive.
+for pc in pcgrad pcgrad-static; do
+    sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@LIBS_PRIVATE@|$native|" \
+        "capi/$pc.pc.in" >"$dest/lib/pkgconfig/$pc.pc"
+    chmod 644 "$dest/lib/pkgconfig/$pc.pc"
+done
 
 echo "installed pcgrad $version into $dest:"
-echo "  lib/libpcgrad.a lib/libpcgrad.so.0 lib/libpcgrad.so include/pcgrad.h lib/pkgconfig/pcgrad.pc"
+echo "  lib/libpcgrad.a lib/libpcgrad.so.0 lib/libpcgrad.so include/pcgrad.h"
+echo "  lib/pkgconfig/pcgrad.pc lib/pkgconfig/pcgrad-static.pc"

@@ -568,9 +568,9 @@ impl<F: Element> FlatArgs<F> {
 
 /// The T x S table of per-variable buffers and the S segment lengths,
 /// checked once (as [`FlatArgs`] for the flat calls).
-pub(super) struct VarsArgs<'a> {
+pub(super) struct VarsArgs<'a, F = f32> {
     /// The T x S pointers, row-major by task (NULL: no gradient).
-    pub(super) vars: &'a [*const f32],
+    pub(super) vars: &'a [*const F],
     /// The S variable lengths.
     pub(super) segs: &'a [usize],
     /// N, the sum of the lengths.
@@ -578,7 +578,7 @@ pub(super) struct VarsArgs<'a> {
     table: Span,
 }
 
-impl<'a> VarsArgs<'a> {
+impl<'a, F> VarsArgs<'a, F> {
     /// Checks both tables, T > 0, `vars_len` = T * S, that N fits and
     /// every present buffer. `segments` is required.
     ///
@@ -586,12 +586,12 @@ impl<'a> VarsArgs<'a> {
     ///
     /// The tables hold the lengths given and are not written for `'a`.
     pub(super) unsafe fn check(
-        vars: *const *const f32,
+        vars: *const *const F,
         vars_len: usize,
         segments: *const usize,
         segments_len: usize,
         tasks: usize,
-    ) -> Result<VarsArgs<'a>> {
+    ) -> Result<VarsArgs<'a, F>> {
         req(vars, vars_len)?;
         req(segments, segments_len)?;
         if tasks == 0 {
@@ -641,11 +641,11 @@ impl<'a> VarsArgs<'a> {
 /// # Safety
 ///
 /// `outs` passed `req` or `opt` for `len` pointers and is only read.
-pub(super) unsafe fn outs_table<'a>(
-    outs: *const *mut f32,
+pub(super) unsafe fn outs_table<'a, F>(
+    outs: *const *mut F,
     len: usize,
     segs: &[usize],
-) -> Result<&'a [*mut f32]> {
+) -> Result<&'a [*mut F]> {
     debug_assert!(len == 0 || len == segs.len());
     // SAFETY: forwarded to the caller; read-only.
     let ptrs = unsafe { view(outs, len) };
@@ -656,8 +656,8 @@ pub(super) unsafe fn outs_table<'a>(
 }
 
 /// The spans of an output table from [`outs_table`].
-pub(super) fn out_spans<'a>(
-    ptrs: &'a [*mut f32],
+pub(super) fn out_spans<'a, F>(
+    ptrs: &'a [*mut F],
     segs: &'a [usize],
 ) -> impl Iterator<Item = Span> + 'a {
     ptrs.iter().zip(segs).map(|(&p, &len)| Span::of(p, len))

@@ -11,6 +11,7 @@ use super::types::*;
 use crate::api::split_rest;
 use crate::engine::{self, Coefficients, Stats};
 use crate::error::{Error, Result};
+use crate::kernels::Element;
 use crate::layout::{Gradients, PerVariable, PerVariableMut};
 
 // ---------------------------------------------------------------------------
@@ -22,6 +23,12 @@ use crate::layout::{Gradients, PerVariable, PerVariableMut};
 const _: () = assert!(size_of::<Option<&[f32]>>() <= 2 * size_of::<f64>());
 const _: () = assert!(align_of::<Option<&[f32]>>() <= align_of::<f64>());
 const _: () = assert!(size_of::<Option<&mut [f32]>>() == size_of::<Option<&[f32]>>());
+const _: () = assert!(size_of::<Option<&[f64]>>() == size_of::<Option<&[f32]>>());
+const _: () = assert!(align_of::<Option<&[f64]>>() <= align_of::<f64>());
+
+/// A per-variable call's workspace, split: the `f64` part, the table of
+/// `E` (slice references), the presence mask.
+pub(super) type VarsWs<'a, E> = (&'a mut [f64], &'a mut [E], &'a mut [bool]);
 
 /// Splits the workspace of a per-variable call into the `f64` part, a
 /// `[Option<&[f32]>]` (or `&mut`) table of `cells` entries filled by
@@ -36,7 +43,7 @@ pub(super) unsafe fn split_vars_ws<'a, E>(
     base: usize,
     cells: usize,
     fill: impl Fn(usize) -> E,
-) -> (&'a mut [f64], &'a mut [E], &'a mut [bool]) {
+) -> VarsWs<'a, E> {
     debug_assert!(size_of::<E>() <= 16 && align_of::<E>() <= align_of::<f64>());
     // SAFETY: the three parts are disjoint sub-ranges of the workspace
     // (`base` doubles, then 2 * cells doubles holding `cells` values of E,
@@ -65,7 +72,7 @@ pub(super) unsafe fn split_vars_ws<'a, E>(
 /// Phases 1 and 2 over the whole problem (`PcGrad::prepare`, as for the
 /// flat entry points), then `apply` once per variable (segment `k`, coordinates `lo..hi`), so
 /// that each variable's output goes to its own buffer.
-pub(super) fn run_vars<G, A>(
+pub(super) fn run_vars<F, G, A>(
     cfg: &Config,
     grads: &mut G,
     segments: &[usize],
@@ -73,7 +80,8 @@ pub(super) fn run_vars<G, A>(
     mut apply: A,
 ) -> Result<Stats>
 where
-    G: Gradients<f32>,
+    F: Element,
+    G: Gradients<F>,
     A: FnMut(&mut G, &Coefficients<'_>, usize, usize, usize, &mut [f64]) -> Result<()>,
 {
     let t = grads.layout().tasks();
@@ -128,6 +136,90 @@ pub unsafe extern "C" fn pcgrad_merge_vars(
     workspace: *mut f64,
     workspace_len: usize,
 ) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        merge_vars(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            tasks,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// `pcgrad_merge_vars` over `double` gradients: the same arguments, checks,
+/// statuses and overlap rules, with every gradient and merged buffer of
+/// `double` (used in place, never converted).
+///
+/// # Safety
+///
+/// As `pcgrad_merge_vars`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_merge_vars_f64(
+    config: *const pcgrad_config,
+    grads: *const *const f64,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    tasks: usize,
+    merged: *const *mut f64,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        merge_vars(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            tasks,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// The one body of `pcgrad_merge_vars` and `pcgrad_merge_vars_f64`.
+///
+/// # Safety
+///
+/// As `pcgrad_merge_vars`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn merge_vars<F: Element>(
+    config: *const pcgrad_config,
+    grads: *const *const F,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    tasks: usize,
+    merged: *const *mut F,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
     status((|| {
         let cfg = Config::read(config, tasks)?;
         // SAFETY: the caller promises the table lengths.
@@ -157,19 +249,10 @@ pub unsafe extern "C" fn pcgrad_merge_vars(
         // PRNG) are disjoint from each other and from every input, so no
         // mutable slice below aliases another slice.
         unsafe {
-            let base = crate::workspace_len(tasks)?;
-            let (vs, segs) = (g.vars, g.segs);
-            let (ws, tab, m) = split_vars_ws(workspace, base, vs.len(), |c| {
-                let p = vs[c];
-                if p.is_null() {
-                    None
-                } else {
-                    Some(slice::from_raw_parts(p, segs[c % s]))
-                }
-            });
-            let mut pg = PerVariable::new(tasks, segs, &*tab, m)?;
-            let st = run_vars(&cfg, &mut pg, segs, ws, |g, coef, k, lo, hi, tile| {
-                let out = view_mut(outs_ptrs[k], segs[k]);
+            let (ws, tab, m) = vars_ws(workspace, &g, crate::workspace_len(tasks)?);
+            let mut pg = PerVariable::new(tasks, g.segs, &*tab, m)?;
+            let st = run_vars(&cfg, &mut pg, g.segs, ws, |g, coef, k, lo, hi, tile| {
+                let out = view_mut(outs_ptrs[k], hi - lo);
                 engine::apply_merged(&*g, coef, cfg.reduction, lo, hi, out, tile)
             })?;
             diag.write(&cfg, tasks, ws, st)
@@ -202,11 +285,94 @@ pub unsafe extern "C" fn pcgrad_project_vars(
     workspace: *mut f64,
     workspace_len: usize,
 ) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        project_vars(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            tasks,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// `pcgrad_project_vars` over `double` gradients: the same arguments,
+/// checks, statuses and overlap rules, with every gradient and merged
+/// buffer of `double` (projected in place, never converted).
+///
+/// # Safety
+///
+/// As `pcgrad_merge_vars`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_project_vars_f64(
+    config: *const pcgrad_config,
+    grads: *const *mut f64,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    tasks: usize,
+    merged: *const *mut f64,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        project_vars(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            tasks,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// The one body of `pcgrad_project_vars` and `pcgrad_project_vars_f64`.
+///
+/// # Safety
+///
+/// As `pcgrad_merge_vars`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn project_vars<F: Element>(
+    config: *const pcgrad_config,
+    grads: *const *mut F,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    tasks: usize,
+    merged: *const *mut F,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
     status((|| {
         let cfg = Config::read(config, tasks)?;
-        let gconst = grads.cast::<*const f32>();
         // SAFETY: the caller promises the table lengths.
-        let g = unsafe { VarsArgs::check(gconst, grads_len, segments, segments_len, tasks)? };
+        let g = unsafe { VarsArgs::check(grads.cast(), grads_len, segments, segments_len, tasks)? };
         let has_merged = opt(merged, merged_len)?;
         let s = g.segs.len();
         if has_merged && merged_len != s {
@@ -232,20 +398,11 @@ pub unsafe extern "C" fn pcgrad_project_vars(
         // an output too, so they are pairwise disjoint and each `&mut`
         // slice is unique.
         unsafe {
-            let base = crate::workspace_len(tasks)?;
-            let (vs, segs) = (g.vars, g.segs);
-            let (ws, tab, m) = split_vars_ws(workspace, base, vs.len(), |c| {
-                let p = vs[c];
-                if p.is_null() {
-                    None
-                } else {
-                    Some(slice::from_raw_parts_mut(p.cast_mut(), segs[c % s]))
-                }
-            });
-            let mut pg = PerVariableMut::new(tasks, segs, tab, m)?;
-            let st = run_vars(&cfg, &mut pg, segs, ws, |g, coef, k, lo, hi, tile| {
+            let (ws, tab, m) = vars_ws_mut(workspace, &g, crate::workspace_len(tasks)?);
+            let mut pg = PerVariableMut::new(tasks, g.segs, tab, m)?;
+            let st = run_vars(&cfg, &mut pg, g.segs, ws, |g, coef, k, lo, hi, tile| {
                 let out = if has_merged {
-                    Some(view_mut(outs_ptrs[k], segs[k]))
+                    Some(view_mut(outs_ptrs[k], hi - lo))
                 } else {
                     None
                 };
@@ -254,6 +411,51 @@ pub unsafe extern "C" fn pcgrad_project_vars(
             diag.write(&cfg, tasks, ws, st)
         }
     })())
+}
+
+/// The workspace of a per-variable call split by [`split_vars_ws`], with
+/// the table of shared slices over the checked buffers of `g`.
+///
+/// # Safety
+///
+/// As [`split_vars_ws`]; every present buffer of `g` passed `req` for its
+/// variable's length and is not written while the slices live.
+pub(super) unsafe fn vars_ws<'a, F>(
+    workspace: *mut f64,
+    g: &VarsArgs<'_, F>,
+    base: usize,
+) -> VarsWs<'a, Option<&'a [F]>> {
+    let (vs, segs) = (g.vars, g.segs);
+    // SAFETY: forwarded to the caller (non-NULL cells are valid for reads
+    // of their variable's length).
+    unsafe {
+        split_vars_ws(workspace, base, vs.len(), |c| {
+            let p = vs[c];
+            (!p.is_null()).then(|| slice::from_raw_parts(p, segs[c % segs.len()]))
+        })
+    }
+}
+
+/// [`vars_ws`] with mutable slices, for the in-place calls.
+///
+/// # Safety
+///
+/// As [`vars_ws`]; besides, the present buffers of `g` are writable,
+/// pairwise disjoint and disjoint from every other buffer of the call.
+pub(super) unsafe fn vars_ws_mut<'a, F>(
+    workspace: *mut f64,
+    g: &VarsArgs<'_, F>,
+    base: usize,
+) -> VarsWs<'a, Option<&'a mut [F]>> {
+    let (vs, segs) = (g.vars, g.segs);
+    // SAFETY: forwarded to the caller (non-NULL cells are valid for writes
+    // of their variable's length and unique).
+    unsafe {
+        split_vars_ws(workspace, base, vs.len(), |c| {
+            let p = vs[c];
+            (!p.is_null()).then(|| slice::from_raw_parts_mut(p.cast_mut(), segs[c % segs.len()]))
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -334,7 +536,15 @@ pub unsafe extern "C" fn pcgrad_unflatten(
         req(flat, flat_len)?;
         // SAFETY: the caller promises the table lengths; with one task the
         // table is S pointers.
-        let g = unsafe { VarsArgs::check(outs.cast(), outs_len, segments, segments_len, 1)? };
+        let g = unsafe {
+            VarsArgs::check(
+                outs.cast::<*const f32>(),
+                outs_len,
+                segments,
+                segments_len,
+                1,
+            )?
+        };
         // SAFETY: `outs` passed `req` for S pointers.
         let ptrs = unsafe { outs_table(outs, outs_len, g.segs)? };
         if flat_len != g.dim {

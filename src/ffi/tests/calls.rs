@@ -176,18 +176,6 @@ fn sizes_match_the_rust_api() {
     }
 }
 
-/// Both reductions; under Miri (slow) one per (T, mode) pair,
-/// alternating, so that each still meets every T and every mode.
-fn reductions(t: usize, m: M) -> &'static [u32] {
-    const BOTH: [u32; 2] = [PCGRAD_REDUCTION_MEAN, PCGRAD_REDUCTION_SUM];
-    if cfg!(miri) {
-        let k = (t + m as usize) % 2;
-        &BOTH[k..k + 1]
-    } else {
-        &BOTH
-    }
-}
-
 #[test]
 fn flat_one_call_matches_the_rust_api() {
     flat_matches::<f32>();
