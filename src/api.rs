@@ -4,7 +4,7 @@
 use crate::engine::{self, coefficients, Mode, Order, Reduction, Stats};
 use crate::error::{Error, Result};
 use crate::kernels::{Element, Kernels};
-use crate::layout::{Gradients, GradientsMut};
+use crate::layout::{Gradients, GradientsMut, SegPos};
 use crate::parallel;
 use crate::rng::Rng;
 
@@ -219,7 +219,17 @@ impl<'a> PcGrad<'a> {
         match k {
             Some(k) => {
                 let n = layout.dim();
-                engine::apply_merged_with(k, grads, &coef, self.reduction, 0, n, merged, tile)?
+                engine::apply_merged_with(
+                    k,
+                    grads,
+                    &coef,
+                    self.reduction,
+                    SegPos::START,
+                    0,
+                    n,
+                    merged,
+                    tile,
+                )?
             }
             None => {
                 let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));

@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{Element, Kernels, Tile, BLOCK, SIMD};
-use crate::layout::{Gradients, GradientsMut, Layout, Pieces, Segment};
+use crate::layout::{Gradients, GradientsMut, Layout, Pieces, SegPos, Segment};
 use crate::rng::Rng;
 
 /// Columns per partial Gram. Partial Grams of the aligned chunks
@@ -146,11 +146,12 @@ pub(crate) fn accumulate_gram_with<F: Element, G: Gradients<F>>(
     }
     let (g, part) = gram.split_at_mut(tt);
     let part = &mut part[..tt];
-    let mut c0 = lo;
+    let (mut c0, mut pos) = (lo, SegPos::START);
     while c0 < hi {
         let c1 = hi.min((c0 / CHUNK + 1) * CHUNK);
         part.fill(0.0);
-        accumulate_chunk(k, grads, c0, c1, part);
+        pos = layout.seek(pos, c0);
+        accumulate_chunk(k, grads, pos, c0, c1, part);
         add_upper(g, part, t);
         c0 = c1;
     }
@@ -181,17 +182,21 @@ pub(crate) fn symmetrize(g: &mut [f64], t: usize) {
 /// blocks with SIMD ([`accumulate_runs`]), one block and pair at a time
 /// without ([`accumulate_pairs`], the small code and stack for Cortex-M).
 /// Bitwise the same arithmetic either way, for the same kernels.
+///
+/// `pos` is a segment boundary at or before `c0` (the walk over the
+/// segments starts there).
 pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
     k: Kernels,
     grads: &G,
+    pos: SegPos,
     c0: usize,
     c1: usize,
     part: &mut [f64],
 ) {
     if SIMD {
-        accumulate_runs(k, grads, c0, c1, part)
+        accumulate_runs(k, grads, pos, c0, c1, part)
     } else {
-        accumulate_pairs(grads, c0, c1, part)
+        accumulate_pairs(grads, pos, c0, c1, part)
     }
 }
 
@@ -202,13 +207,14 @@ pub(crate) fn accumulate_chunk<F: Element, G: Gradients<F>>(
 /// added in the same (block) order, as the tile kernels.
 pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
     grads: &G,
+    pos: SegPos,
     c0: usize,
     c1: usize,
     part: &mut [f64],
 ) {
     let layout = *grads.layout();
     let t = layout.tasks();
-    for seg in layout.pieces(c0, c1) {
+    for seg in layout.pieces(pos, c0, c1) {
         let s = seg.index;
         for piece in seg.blocks(BLOCK) {
             // Bit g % 64 of word g / 64: a row of group g does not fit the
@@ -259,6 +265,7 @@ pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
 fn accumulate_runs<F: Element, G: Gradients<F>>(
     k: Kernels,
     grads: &G,
+    pos: SegPos,
     c0: usize,
     c1: usize,
     part: &mut [f64],
@@ -292,7 +299,7 @@ fn accumulate_runs<F: Element, G: Gradients<F>>(
         }
         fits
     };
-    for seg in layout.pieces(c0, c1) {
+    for seg in layout.pieces(pos, c0, c1) {
         let s = seg.index;
         let groups = (0..t)
             .filter(|&j| layout.has_grad(j, s))
@@ -565,6 +572,7 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
         grads,
         coef,
         reduction,
+        SegPos::START,
         lo,
         hi,
         merged,
@@ -574,11 +582,16 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
 
 /// [`apply_merged`] on the kernels `k`.
 #[allow(clippy::too_many_arguments)]
+///
+/// `from` is a segment boundary at or before `lo` (where the walk over the
+/// segments starts: [`SegPos::START`], or the start of the variable that a
+/// per-variable caller applies, so that S calls cost O(S), not O(S^2)).
 pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
     k: Kernels,
     grads: &G,
     coef: &Coefficients<'_>,
     reduction: Reduction,
+    from: SegPos,
     lo: usize,
     hi: usize,
     merged: &mut [F],
@@ -596,7 +609,7 @@ pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
     // The f64 sums of a column block when more than four rows take part
     // (the kernel adds four rows per call).
     let acc = &mut tile[..tile_len(t)?];
-    for seg in layout.pieces(lo, hi) {
+    for seg in layout.pieces(layout.seek(from, lo), lo, hi) {
         let w = weight(&layout, seg.index, reduction);
         // The rows that take part: those with a gradient on the segment and
         // a non-zero coefficient (as the projected path skips them, so the
@@ -652,6 +665,22 @@ pub fn apply_projected<F: Element, G: GradientsMut<F>>(
     reduction: Reduction,
     lo: usize,
     hi: usize,
+    merged: Option<&mut [F]>,
+    tile: &mut [f64],
+) -> Result<()> {
+    apply_projected_from(grads, coef, reduction, SegPos::START, lo, hi, merged, tile)
+}
+
+/// [`apply_projected`] with the walk over the segments started at the
+/// boundary `from` (at or before `lo`), as in [`apply_merged_with`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
+    grads: &mut G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    from: SegPos,
+    lo: usize,
+    hi: usize,
     mut merged: Option<&mut [F]>,
     tile: &mut [f64],
 ) -> Result<()> {
@@ -663,7 +692,7 @@ pub fn apply_projected<F: Element, G: GradientsMut<F>>(
     if tile.len() < tile_len(t)? {
         return Err(Error::WorkspaceTooSmall);
     }
-    let mut cursor = Pieces::new(lo, hi);
+    let mut cursor = Pieces::new(grads.layout().seek(from, lo), lo, hi);
     while let Some(seg) = cursor.next(grads.layout()) {
         let w = weight(grads.layout(), seg.index, reduction);
         for piece in seg.blocks(TILE_W) {
@@ -760,7 +789,7 @@ mod tests {
                 }
             }
         };
-        for seg in layout.pieces(c0, c1) {
+        for seg in layout.pieces(SegPos::START, c0, c1) {
             let s = seg.index;
             for piece in seg.blocks(BLOCK) {
                 let len = piece.len();
@@ -856,7 +885,7 @@ mod tests {
                     let mut want = std::vec![0.25f64; t * t];
                     let mut got = want.clone();
                     by_tiles(&grads, c0, c1, &mut want);
-                    accumulate_pairs(&grads, c0, c1, &mut got);
+                    accumulate_pairs(&grads, SegPos::START, c0, c1, &mut got);
                     assert_eq!(
                         got.iter()
                             .map(|x| x.to_bits())

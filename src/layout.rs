@@ -114,10 +114,35 @@ impl<'a> Layout<'a> {
         (0..self.tasks).all(|t| self.has_grad(t, s))
     }
 
-    /// The segments that intersect `lo..hi`, clipped to it.
-    pub(crate) fn pieces(&self, lo: usize, hi: usize) -> impl Iterator<Item = Segment> + '_ {
-        let mut cursor = Pieces::new(lo, hi);
+    /// The segments that intersect `lo..hi`, clipped to it, walked from
+    /// the segment boundary `from` (at or before `lo`).
+    pub(crate) fn pieces(
+        &self,
+        from: SegPos,
+        lo: usize,
+        hi: usize,
+    ) -> impl Iterator<Item = Segment> + '_ {
+        let mut cursor = Pieces::new(from, lo, hi);
         core::iter::from_fn(move || cursor.next(self))
+    }
+
+    /// The boundary of the segment that holds coordinate `at` (the end of
+    /// the layout past its last coordinate), walking forward from `from`
+    /// (a boundary at or before `at`): O(segments passed), so that callers
+    /// that walk a layout in order, chunk by chunk or variable by
+    /// variable, never rescan it from the start.
+    pub(crate) fn seek(&self, mut from: SegPos, at: usize) -> SegPos {
+        while from.s < self.num_segments() {
+            let end = from.base + self.segment_len(from.s);
+            if end > at {
+                break;
+            }
+            from = SegPos {
+                s: from.s + 1,
+                base: end,
+            };
+        }
+        from
     }
 
     /// The next (up to) four tasks at or after `from` that have segment `s`:
@@ -137,6 +162,18 @@ impl<'a> Layout<'a> {
     }
 }
 
+/// A segment boundary: segment `s` starts at coordinate `base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegPos {
+    pub(crate) s: usize,
+    pub(crate) base: usize,
+}
+
+impl SegPos {
+    /// The first segment's start.
+    pub(crate) const START: SegPos = SegPos { s: 0, base: 0 };
+}
+
 /// A cursor over the segment pieces of a range that does not borrow the
 /// layout between steps (so the gradients can be borrowed mutably between
 /// them).
@@ -148,10 +185,13 @@ pub(crate) struct Pieces {
 }
 
 impl Pieces {
-    pub(crate) fn new(lo: usize, hi: usize) -> Self {
+    /// The pieces of `lo..hi`, walked from the boundary `from` (at or
+    /// before `lo`).
+    pub(crate) fn new(from: SegPos, lo: usize, hi: usize) -> Self {
+        debug_assert!(from.base <= lo || lo >= hi);
         Pieces {
-            s: 0,
-            start: 0,
+            s: from.s,
+            start: from.base,
             lo,
             hi,
         }

@@ -256,6 +256,7 @@ mod threaded {
     use crate::engine::{accumulate_chunk, add_upper, gram_workspace_len, symmetrize};
     use crate::error::Error;
     use crate::kernels::Kernels;
+    use crate::layout::SegPos;
     use crate::layout::{sealed::Sealed, Layout, Segment};
     use std::vec;
     use std::vec::Vec;
@@ -282,9 +283,11 @@ mod threaded {
             let (mine, tail) = rest.split_at_mut((c_hi - c_lo) * tt);
             rest = tail;
             jobs.push(move || {
+                let mut pos = SegPos::START;
                 for (i, part) in mine.chunks_exact_mut(tt).enumerate() {
                     let c = (c_lo + i) * CHUNK;
-                    accumulate_chunk(kernels, grads, c, n.min(c + CHUNK), part);
+                    pos = grads.layout().seek(pos, c);
+                    accumulate_chunk(kernels, grads, pos, c, n.min(c + CHUNK), part);
                 }
             });
         }

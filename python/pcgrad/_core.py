@@ -602,8 +602,13 @@ def project(grads, *, mode="sequential", order="fixed", reduction="mean", segmen
 # per variable
 
 
-def _vars_table(fn, grads, segments, inplace):
-    """Returns (tasks, S, lengths, shapes, pointer table, keepalive, writebacks, any_f64)."""
+def _vars_table(fn, grads, segments, inplace, elem=None):
+    """Returns (tasks, S, lengths, shapes, pointer table, keepalive, writebacks, elem).
+
+    The element type of the call, ``elem`` (when not given: float64 when any
+    present gradient is float64, else float32); arrays of that type that are
+    C-contiguous are used in place (zero copy), others are converted once
+    (and, in place, copied back after the call)."""
     if isinstance(grads, np.ndarray) or not hasattr(grads, "__len__"):
         raise TypeError(f"{fn}: grads must be a sequence of T sequences of S arrays (or None)")
     rows = [list(r) if not isinstance(r, np.ndarray) else None for r in grads]
@@ -622,14 +627,13 @@ def _vars_table(fn, grads, segments, inplace):
             raise ValueError(f"{fn}: segments has {nseg} entries for {nvars} variables")
         lengths = [int(x) for x in seg]
         shapes = [(n,) for n in lengths]
-    keep = []
-    writeback = []
+    # First pass: check every cell, find the element type of the call.
+    arrays = []
     any_f64 = False
-    ptrs = (_VP * max(tasks * nvars, 1))()
     for t, r in enumerate(rows):
         for s, a in enumerate(r):
             if a is None:
-                ptrs[t * nvars + s] = None
+                arrays.append(None)
                 continue
             if inplace:
                 if not isinstance(a, np.ndarray) or a.dtype not in (_F32, _F64) \
@@ -638,42 +642,46 @@ def _vars_table(fn, grads, segments, inplace):
                         f"{fn}: grads[{t}][{s}] must be a writable C-contiguous float32/float64 numpy array "
                         "(it is projected in place)"
                     )
-                buf = a.reshape(-1)
-                if a.dtype == _F64:
-                    any_f64 = True
-                    f32 = buf.astype(_F32)
-                    writeback.append((buf, f32))
-                    buf = f32
-            else:
-                if not isinstance(a, np.ndarray):
-                    a = np.asarray(a)
-                    if a.dtype.kind in "iu":
-                        a = a.astype(_F64)
-                if a.dtype != _F32 and a.dtype != _F64:
-                    raise TypeError(f"{fn}: grads[{t}][{s}] must be float32 or float64, got {a.dtype}")
-                if a.dtype == _F64:
-                    any_f64 = True
-                buf = np.ascontiguousarray(a, dtype=_F32).reshape(-1)
+            elif not isinstance(a, np.ndarray):
+                a = np.asarray(a)
+                if a.dtype.kind in "iu":
+                    a = a.astype(_F64)
+            if a.dtype != _F32 and a.dtype != _F64:
+                raise TypeError(f"{fn}: grads[{t}][{s}] must be float32 or float64, got {a.dtype}")
+            any_f64 = any_f64 or a.dtype == _F64
             if lengths[s] is None:
-                lengths[s] = buf.size
+                lengths[s] = a.size
                 shapes[s] = a.shape
-            elif buf.size != lengths[s]:
+            elif a.size != lengths[s]:
                 raise ValueError(
-                    f"{fn}: grads[{t}][{s}] has {buf.size} values, variable {s} has {lengths[s]}"
+                    f"{fn}: grads[{t}][{s}] has {a.size} values, variable {s} has {lengths[s]}"
                 )
-            keep.append(buf)
-            ptrs[t * nvars + s] = _addr(buf)
+            arrays.append(a)
     for s, n in enumerate(lengths):
         if n is None:
             raise ValueError(
                 f"{fn}: no task has a gradient for variable {s} and segments= is not given (its length is unknown)"
             )
-    return tasks, nvars, lengths, shapes, ptrs, keep, writeback, any_f64
+    if elem is None:
+        elem = _F64 if any_f64 else _F32
+    keep = []
+    writeback = []
+    ptrs = (_VP * max(tasks * nvars, 1))()
+    for c, a in enumerate(arrays):
+        if a is None:
+            ptrs[c] = None
+            continue
+        buf = np.ascontiguousarray(a, dtype=elem).reshape(-1)
+        if inplace and a.dtype != elem:
+            writeback.append((a.reshape(-1), buf))
+        keep.append(buf)
+        ptrs[c] = _addr(buf)
+    return tasks, nvars, lengths, shapes, ptrs, keep, writeback, elem
 
 
 def _vars(fn, grads, project, want_merged, mode, order, reduction, segments, rng, threads,
           check_finite, out, stats):
-    tasks, nvars, lengths, shapes, ptrs, keep, writeback, any_f64 = _vars_table(
+    tasks, nvars, lengths, shapes, ptrs, keep, writeback, elem = _vars_table(
         fn, grads, segments, project)
     cfg = _config(fn, tasks, mode, order, reduction, rng, threads, check_finite, _c.MATRIX_GRAM)
     seg = np.asarray(lengths, dtype=_SIZE_T)
@@ -682,8 +690,7 @@ def _vars(fn, grads, project, want_merged, mode, order, reduction, segments, rng
     mtab = None
     if want_merged:
         if out is None:
-            dt = _F64 if any_f64 else _F32
-            final = [np.empty(shapes[s], dtype=dt) for s in range(nvars)]
+            final = [np.empty(shapes[s], dtype=elem) for s in range(nvars)]
         else:
             final = list(out)
             if len(final) != nvars:
@@ -694,7 +701,7 @@ def _vars(fn, grads, project, want_merged, mode, order, reduction, segments, rng
                     raise TypeError(f"{fn}: out[{s}] must be a writable C-contiguous float32/float64 array")
                 if o.size != lengths[s]:
                     raise ValueError(f"{fn}: out[{s}] has {o.size} values, variable {s} has {lengths[s]}")
-        outs = [o.reshape(-1) if o.dtype == _F32 else np.empty(lengths[s], dtype=_F32)
+        outs = [o.reshape(-1) if o.dtype == elem else np.empty(lengths[s], dtype=elem)
                 for s, o in enumerate(final)]
         mtab = (_VP * max(nvars, 1))(*[_addr(o) for o in outs])
     status, wl = _c.size_query("pcgrad_workspace_len_vars", tasks, nvars)
@@ -707,7 +714,10 @@ def _vars(fn, grads, project, want_merged, mode, order, reduction, segments, rng
     else:
         st = matrix = stp = mxp = None
         mxl = 0
-    f = _c.lib.pcgrad_project_vars if project else _c.lib.pcgrad_merge_vars
+    if elem == _F64:
+        f = _c.lib.pcgrad_project_vars_f64 if project else _c.lib.pcgrad_merge_vars_f64
+    else:
+        f = _c.lib.pcgrad_project_vars if project else _c.lib.pcgrad_merge_vars
     args = (
         cfg.ptr.value, ctypes.addressof(ptrs), tasks * nvars, _addr(seg), nvars,
         tasks, ctypes.addressof(mtab) if mtab is not None else None, nvars if want_merged else 0,
@@ -724,7 +734,7 @@ def _vars(fn, grads, project, want_merged, mode, order, reduction, segments, rng
         dst[...] = src
     if final is not None:
         for o, b in zip(final, outs):
-            if o.dtype == _F64:
+            if o.dtype != elem:
                 o.reshape(-1)[...] = b
     if stats:
         return final, _make_stats(st, matrix)
@@ -739,7 +749,10 @@ def merge_vars(grads, *, mode="sequential", order="fixed", reduction="mean", seg
     head). Returns one merged array per variable, shaped like its gradients
     (float32, or float64 when any input is float64).
 
-    C-contiguous float32 arrays are read in place; others are converted once.
+    The call computes in float64 (``pcgrad_merge_vars_f64``) when any
+    present gradient is float64, else in float32 (``pcgrad_merge_vars``);
+    C-contiguous arrays of that type are read in place, others are converted
+    once.
     ``segments`` gives the variable sizes (needed only when no task has a
     gradient for some variable); ``out`` an optional list of S writable
     C-contiguous float32/float64 arrays to write into. The other arguments
@@ -766,7 +779,8 @@ def pack(grads, *, segments=None):
     :func:`unflatten`) and ``has_grad`` the (T, S) bool mask, ready for
     :func:`merge` with ``segments=[prod(shape) ...]``."""
     fn = "pcgrad.pack"
-    tasks, nvars, lengths, shapes, ptrs, keep, _, _ = _vars_table(fn, grads, segments, False)
+    # pcgrad_pack reads float32 buffers.
+    tasks, nvars, lengths, shapes, ptrs, keep, _, _ = _vars_table(fn, grads, segments, False, _F32)
     seg = np.asarray(lengths, dtype=_SIZE_T)
     dim = int(sum(lengths))
     flat = np.empty((tasks, dim), dtype=_F32)
@@ -826,7 +840,7 @@ def gram(grads, lo=0, hi=None, *, segments=None, has_grad=None, out=None):
     into it, so shards accumulate; the result of a sum of shards equals the
     one-call Gram up to the order of addition."""
     fn = "pcgrad.gram"
-    g, _ = _grads2d(fn, grads, False)
+    g, _ = _grads2d(fn, grads, False, f64_ok=True)
     tasks, dim = g.shape
     lo, hi = _range(fn, lo, dim if hi is None else hi, dim)
     seg, seg_len, nseg = _segments(fn, segments, dim)
@@ -840,7 +854,8 @@ def gram(grads, lo=0, hi=None, *, segments=None, has_grad=None, out=None):
     buf = np.zeros(max(glen, 1), dtype=_F64)
     if out is not None:
         buf[: tasks * tasks] = out.reshape(-1)
-    status = _c.lib.pcgrad_gram_flat(
+    f = _c.lib.pcgrad_gram_flat_f64 if g.dtype == _F64 else _c.lib.pcgrad_gram_flat
+    status = f(
         _addr(g), g.size, None if seg is None else _addr(seg), seg_len,
         None if hg is None else _addr(hg), 0 if hg is None else hg.size,
         tasks, dim, lo, hi, _addr(buf), glen,
@@ -906,7 +921,8 @@ def coefficients(gram, *, mode="sequential", order="fixed", rng=None, check_fini
 
 
 def _apply(fn, grads, coef, lo, hi, reduction, segments, has_grad, project, want_merged, out):
-    g, g64 = _grads2d(fn, grads, project)
+    g, _ = _grads2d(fn, grads, project, f64_ok=True)
+    is64 = g.dtype == _F64
     tasks, dim = g.shape
     lo, hi = _range(fn, lo, dim if hi is None else hi, dim)
     seg, seg_len, nseg = _segments(fn, segments, dim)
@@ -918,15 +934,16 @@ def _apply(fn, grads, coef, lo, hi, reduction, segments, has_grad, project, want
     c = np.ascontiguousarray(c)
     width = max(hi - lo, 0)
     if want_merged:
-        merged, m64 = _out1d(fn, out, width)
-        if m64 is None and out is None and g64 is not None:
-            m64 = np.empty(width, dtype=_F64)
+        merged, m64 = _out1d(fn, out, width, elem=_F64 if is64 else _F32)
     else:
         merged = m64 = None
     status, tl = _c.size_query("pcgrad_tile_len", tasks)
     _check(status, fn)
     tile = np.empty(max(tl, 1), dtype=_F64)
-    f = _c.lib.pcgrad_apply_projected_flat if project else _c.lib.pcgrad_apply_merged_flat
+    if is64:
+        f = _c.lib.pcgrad_apply_projected_flat_f64 if project else _c.lib.pcgrad_apply_merged_flat_f64
+    else:
+        f = _c.lib.pcgrad_apply_projected_flat if project else _c.lib.pcgrad_apply_merged_flat
     status = f(
         _addr(g), g.size, None if seg is None else _addr(seg), seg_len,
         None if hg is None else _addr(hg), 0 if hg is None else hg.size,
@@ -935,8 +952,6 @@ def _apply(fn, grads, coef, lo, hi, reduction, segments, has_grad, project, want
         _addr(tile), tl,
     )
     _check(status, fn)
-    if project and g64 is not None:
-        g64[:, lo:hi] = g[:, lo:hi]
     if merged is not None and m64 is not None:
         m64[...] = merged
         merged = m64

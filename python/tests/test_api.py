@@ -411,3 +411,65 @@ def test_float64_merge_reads_the_callers_buffer():
         raise AssertionError("NaN with check_finite=True was accepted")
     np.testing.assert_array_equal(bad, snapshot)
     np.testing.assert_array_equal(out, np.full(6, -1.0))
+
+
+@SETTINGS
+@given(problems())
+def test_float64_per_variable_and_phases_equal_the_float64_flat_path(p):
+    """float64 per-variable gradients go to ``pcgrad_merge_vars_f64`` /
+    ``pcgrad_project_vars_f64`` (in place, no float32 round trip) and float64
+    phases to the ``_f64`` phase functions: bitwise the flat float64 call."""
+    g = p["grads"].astype(np.float64) * (1 + 1e-9)  # values float32 cannot hold
+    tasks, dim = g.shape
+    seg = p["segments"] or [dim]
+    hg = p["has_grad"] if p["has_grad"] is not None else np.ones((tasks, len(seg)), bool)
+    kw = kwargs(p)
+    kw.pop("has_grad")
+    kw["segments"] = seg
+    flat = pcgrad.merge(g, has_grad=hg, **kw)
+    assert flat.dtype == np.float64
+    cuts = np.cumsum(seg)[:-1]
+    pieces = [[piece if hg[t, s] else None for s, piece in enumerate(np.split(g[t], cuts))]
+              for t in range(tasks)]
+    per_var = pcgrad.merge_vars(pieces, **kw)
+    # (With no gradient present at all the result is float32 zeros.)
+    assert all(v.dtype == (np.float64 if hg.any() else np.float32) for v in per_var)
+    np.testing.assert_array_equal(np.concatenate(per_var), flat)
+    # pack reads float64 pieces too (into its float32 buffer).
+    packed, _, mask = pcgrad.pack(pieces, segments=seg)
+    assert packed.dtype == np.float32
+    np.testing.assert_array_equal(packed, np.where(np.repeat(hg, seg, axis=1), g, 0).astype(np.float32))
+    np.testing.assert_array_equal(mask, hg)
+
+    # In place: the caller's float64 arrays themselves receive the projection.
+    work = g.copy()
+    flat_work = g.copy()
+    flat_merged = pcgrad.project(flat_work, has_grad=hg, **kw)
+    cells = [[piece if hg[t, s] else None for s, piece in enumerate(np.split(work[t], cuts))]
+             for t in range(tasks)]
+    cells = [[None if c is None else c.copy() for c in row] for row in cells]
+    ids = [[None if c is None else c.ctypes.data for c in row] for row in cells]
+    merged = pcgrad.project_vars(cells, **kw)
+    np.testing.assert_array_equal(np.concatenate(merged), flat_merged)
+    for t in range(tasks):
+        for s, c in enumerate(cells[t]):
+            if c is not None:
+                assert c.ctypes.data == ids[t][s] and c.dtype == np.float64
+                lo = int(np.sum(seg[:s]))
+                np.testing.assert_array_equal(c, flat_work[t, lo:lo + seg[s]])
+
+    # The phases in float64.
+    gram = pcgrad.gram(g, segments=seg, has_grad=hg)
+    _, st_ = pcgrad.merge(g, has_grad=hg, stats=True, **kw)
+    np.testing.assert_array_equal(gram, st_.gram)
+    order = "fixed" if p["orders"] is None else kw["order"]
+    coef = pcgrad.coefficients(gram, mode=p["mode"], order=order)
+    m = pcgrad.apply_merged(g, coef, reduction=p["reduction"], segments=seg, has_grad=hg)
+    assert m.dtype == np.float64
+    np.testing.assert_array_equal(m, flat)
+    w = g.copy()
+    addr = w.ctypes.data
+    mp = pcgrad.apply_projected(w, coef, reduction=p["reduction"], segments=seg, has_grad=hg)
+    assert w.ctypes.data == addr
+    np.testing.assert_array_equal(mp, flat_merged)
+    np.testing.assert_array_equal(w, flat_work)

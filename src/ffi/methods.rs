@@ -10,7 +10,8 @@ use super::types::*;
 use super::vars::{pcgrad_merge_vars, split_vars_ws};
 use crate::engine::{self, Coefficients, Mode, Order, Reduction};
 use crate::error::{Error, Result};
-use crate::layout::PerVariable;
+use crate::kernels::Kernels;
+use crate::layout::{PerVariable, SegPos};
 use crate::methods::{self, AlignedScale, Method, NashState};
 use crate::parallel;
 use crate::rng::Rng;
@@ -687,7 +688,18 @@ pub unsafe extern "C" fn pcgrad_aggregate_vars(
             let mut lo = 0;
             for (k, &len) in segs.iter().enumerate() {
                 let out = view_mut(outs_ptrs[k], len);
-                engine::apply_merged(&pg, &coef, Reduction::Sum, lo, lo + len, out, tile)?;
+                let (at, red) = (SegPos { s: k, base: lo }, Reduction::Sum);
+                engine::apply_merged_with(
+                    Kernels::best(),
+                    &pg,
+                    &coef,
+                    red,
+                    at,
+                    lo,
+                    lo + len,
+                    out,
+                    tile,
+                )?;
                 lo += len;
             }
             Ok(())

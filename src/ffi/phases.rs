@@ -9,7 +9,8 @@ use super::vars::{vars_ws, vars_ws_mut};
 use crate::engine::{self, coefficients, Coefficients};
 use crate::error::{Error, Result};
 use crate::kernels::Element;
-use crate::layout::{PerVariable, PerVariableMut};
+use crate::kernels::Kernels;
+use crate::layout::{PerVariable, PerVariableMut, SegPos};
 
 // ---------------------------------------------------------------------------
 // The three phases, for sharding N across threads or machines (flat
@@ -867,9 +868,23 @@ unsafe fn apply_merged_vars<F: Element>(
             let c = Coefficients::from_workspace(tasks, view(coef, coef_len))?;
             let (tile, tab, m) = vars_ws(workspace, &g, engine::tile_len(tasks)?);
             let pg = PerVariable::new(tasks, g.segs, &*tab, m)?;
-            for (&out, &len) in outs_ptrs.iter().zip(segs) {
+            for (k, (&out, &len)) in outs_ptrs.iter().zip(segs).enumerate() {
                 let m = view_mut(out, len);
-                engine::apply_merged(&pg, &c, red, lo, lo + len, m, tile)?;
+                let at = SegPos {
+                    s: var_lo + k,
+                    base: lo,
+                };
+                engine::apply_merged_with(
+                    Kernels::best(),
+                    &pg,
+                    &c,
+                    red,
+                    at,
+                    lo,
+                    lo + len,
+                    m,
+                    tile,
+                )?;
                 lo += len;
             }
             Ok(())
@@ -1037,7 +1052,11 @@ unsafe fn apply_projected_vars<F: Element>(
                 } else {
                     None
                 };
-                engine::apply_projected(&mut pg, &c, red, lo, lo + len, m, tile)?;
+                let at = SegPos {
+                    s: var_lo + k,
+                    base: lo,
+                };
+                engine::apply_projected_from(&mut pg, &c, red, at, lo, lo + len, m, tile)?;
                 lo += len;
             }
             Ok(())

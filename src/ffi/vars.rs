@@ -11,8 +11,8 @@ use super::types::*;
 use crate::api::split_rest;
 use crate::engine::{self, Coefficients, Stats};
 use crate::error::{Error, Result};
-use crate::kernels::Element;
-use crate::layout::{Gradients, PerVariable, PerVariableMut};
+use crate::kernels::{Element, Kernels};
+use crate::layout::{Gradients, PerVariable, PerVariableMut, SegPos};
 
 // ---------------------------------------------------------------------------
 // One call per training step, one buffer per (task, variable).
@@ -253,7 +253,18 @@ unsafe fn merge_vars<F: Element>(
             let mut pg = PerVariable::new(tasks, g.segs, &*tab, m)?;
             let st = run_vars(&cfg, &mut pg, g.segs, ws, |g, coef, k, lo, hi, tile| {
                 let out = view_mut(outs_ptrs[k], hi - lo);
-                engine::apply_merged(&*g, coef, cfg.reduction, lo, hi, out, tile)
+                let at = SegPos { s: k, base: lo };
+                engine::apply_merged_with(
+                    Kernels::best(),
+                    &*g,
+                    coef,
+                    cfg.reduction,
+                    at,
+                    lo,
+                    hi,
+                    out,
+                    tile,
+                )
             })?;
             diag.write(&cfg, tasks, ws, st)
         }
@@ -406,7 +417,8 @@ unsafe fn project_vars<F: Element>(
                 } else {
                     None
                 };
-                engine::apply_projected(g, coef, cfg.reduction, lo, hi, out, tile)
+                let at = SegPos { s: k, base: lo };
+                engine::apply_projected_from(g, coef, cfg.reduction, at, lo, hi, out, tile)
             })?;
             diag.write(&cfg, tasks, ws, st)
         }
