@@ -75,9 +75,12 @@ for opt in "${OPTS[@]}"; do
     fi
     echo "--- building libpcgrad.a and the C firmware, opt-level $opt"
     # The `firmware` profile (root Cargo.toml): release with LTO, so that the
-    # staticlib keeps none of core's panic formatting.
-    CARGO_PROFILE_FIRMWARE_OPT_LEVEL=$opt cargo build --profile firmware --quiet -p pcgrad-capi \
-        --no-default-features --target $TRIPLE
+    # staticlib keeps none of core's panic formatting. `--crate-type
+    # staticlib`: cargo applies no LTO to a crate that also builds an rlib
+    # (pcgrad-capi does, for the Python wheel), and without it core's
+    # formatting code and all its location strings stay in (about 7 KiB).
+    CARGO_PROFILE_FIRMWARE_OPT_LEVEL=$opt cargo rustc --profile firmware --quiet -p pcgrad-capi \
+        --no-default-features --target $TRIPLE --crate-type staticlib
     cp "$CARGO_TARGET_DIR/$TRIPLE/firmware/libpcgrad.a" "$OUT/libpcgrad-$opt.a"
     build_c "$opt" pcgrad
     build_c "$opt" base

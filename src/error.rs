@@ -131,6 +131,32 @@ pub(crate) const ERRORS: [Row; 13] = [
     },
 ];
 
+// The [`ERRORS`] columns a program reads at run time, each on its own: a
+// run-time index into `ERRORS` would keep every name and doc string of the
+// table in the binary (about 1 KiB of a Cortex-M firmware).
+
+/// The short descriptions, by row.
+pub(crate) const TEXTS: [&core::ffi::CStr; ERRORS.len()] = {
+    let mut out = [c""; ERRORS.len()];
+    let mut k = 0;
+    while k < ERRORS.len() {
+        out[k] = ERRORS[k].text;
+        k += 1;
+    }
+    out
+};
+
+/// The errors, by row.
+const BY_ROW: [Error; ERRORS.len()] = {
+    let mut out = [Error::NullPointer; ERRORS.len()];
+    let mut k = 0;
+    while k < ERRORS.len() {
+        out[k] = ERRORS[k].error;
+        k += 1;
+    }
+    out
+};
+
 /// The text of status 0 (`pcgrad_status_str(PCGRAD_OK)`).
 #[cfg(feature = "capi")]
 pub(crate) const SUCCESS_TEXT: &core::ffi::CStr = c"success";
@@ -168,7 +194,7 @@ impl Error {
     /// The error with status code `code`, if there is one.
     pub const fn from_code(code: i32) -> Option<Error> {
         if code < 0 && code >= -(ERRORS.len() as i32) {
-            Some(ERRORS[(-code - 1) as usize].error)
+            Some(BY_ROW[(-code - 1) as usize])
         } else {
             None
         }
@@ -176,7 +202,7 @@ impl Error {
 
     /// A short static description, also returned by `pcgrad_status_str`.
     pub const fn as_str(self) -> &'static str {
-        match ERRORS[self as usize].text.to_str() {
+        match TEXTS[self as usize].to_str() {
             Ok(s) => s,
             Err(_) => panic!("the error texts are ASCII"),
         }

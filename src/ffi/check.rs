@@ -110,7 +110,7 @@ impl Span {
 /// O((O + I) log O) for O outputs and I inputs.
 #[inline(never)]
 pub(super) fn disjoint(outs: &mut [Span], ins: &mut dyn Iterator<Item = Span>) -> Result<()> {
-    outs.sort_unstable_by_key(|s| s.lo);
+    sort_by_start(outs);
     // Empty spans are 0..0 and sort first.
     let empty = outs.iter().take_while(|s| s.is_empty()).count();
     let outs = &outs[empty..];
@@ -127,6 +127,38 @@ pub(super) fn disjoint(outs: &mut [Span], ins: &mut dyn Iterator<Item = Span>) -
         }
     }
     Ok(())
+}
+
+/// Sorts spans by start address in place: a heapsort, O(n log n) for the
+/// thousands of buffers of a per-variable call, in about 150 bytes of
+/// Cortex-M code (core's `sort_unstable` brings several KiB of sorting
+/// networks into a firmware that sorts five spans).
+fn sort_by_start(v: &mut [Span]) {
+    // Moves v[root] down the max-heap v[..end].
+    fn sift(v: &mut [Span], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child].lo < v[child + 1].lo {
+                child += 1;
+            }
+            if v[root].lo >= v[child].lo {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for root in (0..n / 2).rev() {
+        sift(v, root, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
 }
 
 /// [`disjoint`] over fixed lists (the flat and phase calls).

@@ -7,7 +7,7 @@ use super::check::*;
 use super::types::*;
 use crate::api::workspace_len;
 use crate::engine::{self};
-use crate::error::{Error, Result, ERRORS, SUCCESS_TEXT};
+use crate::error::{Error, Result, SUCCESS_TEXT, TEXTS};
 
 // ---------------------------------------------------------------------------
 // Sizes and small helpers.
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn pcgrad_config_default(out: *mut pcgrad_config) -> pcgra
 #[no_mangle]
 pub extern "C" fn pcgrad_status_str(status: i32) -> *const c_char {
     let s = match Error::from_code(status) {
-        Some(e) => ERRORS[e as usize].text,
+        Some(e) => TEXTS[e as usize],
         None if status == 0 => SUCCESS_TEXT,
         None => c"unknown status",
     };
