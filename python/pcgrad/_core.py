@@ -537,7 +537,7 @@ def merge(grads, *, mode="sequential", order="fixed", reduction="mean", segments
     is called, :class:`pcgrad.Error` for a library status; a failed call
     changes no caller array. The GIL is released during the library call."""
     # The common case in one call of the extension module: grads exactly a
-    # C-contiguous float32 (T, N) numpy array and plain options (see
+    # C-contiguous float32 or float64 (T, N) numpy array and plain options (see
     # python/native/src/lib.rs). Anything else, or a library status, returns
     # None, and the general path below checks every argument (naming it) and
     # raises.
@@ -566,7 +566,7 @@ def _numpy_api():
 # build (then every call goes through that one) or its self-check on NumPy's
 # array layout fails (then every call takes the general path).
 if _native is not None and _c.LIBRARY_PATH == _native.__file__ and _native._init(
-        np.ndarray, _F32, _numpy_api()):
+        np.ndarray, _F32, _F64, _numpy_api()):
     _fast_merge = _native.merge_flat
     _fast_project = _native.project_flat
 else:

@@ -4,9 +4,10 @@
 //! module `pcgrad._native`.
 //!
 //! The module has two functions, `merge_flat` and `project_flat`: the common
-//! call of `pcgrad.merge` / `pcgrad.project` (a C-contiguous float32 (T, N)
-//! numpy array and plain options) straight into `pcgrad_merge_flat` /
-//! `pcgrad_project_flat`, which through ctypes costs several microseconds of
+//! call of `pcgrad.merge` / `pcgrad.project` (a C-contiguous float32 or
+//! float64 (T, N) numpy array and plain options) straight into
+//! `pcgrad_merge_flat` / `pcgrad_project_flat` (or their `_f64` forms),
+//! which through ctypes costs several microseconds of
 //! argument conversion per call. They return `None`
 //! whenever the input is not of that kind or the library reports a status:
 //! the Python side then takes its general path, which checks every argument
@@ -55,13 +56,21 @@ type NewFromDescr = unsafe extern "C" fn(
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
 
-/// What `_init` records: `numpy.ndarray`, the float32 dtype (both kept
-/// alive for the process by the references held here) and
+/// What `_init` records: `numpy.ndarray`, the float32 and float64 dtypes
+/// (kept alive for the process by the references held here) and
 /// `PyArray_NewFromDescr`.
 struct Numpy {
     ndarray: Py<PyAny>,
     float32: Py<PyAny>,
+    float64: Py<PyAny>,
     new_from_descr: NewFromDescr,
+}
+
+/// The element type of a fast call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Elem {
+    F32,
+    F64,
 }
 
 static NUMPY: OnceLock<Numpy> = OnceLock::new();
@@ -72,14 +81,14 @@ thread_local! {
 }
 
 impl Numpy {
-    /// (T, N) when `obj` is exactly a numpy.ndarray of the float32 dtype,
-    /// 2-D, C-contiguous and aligned (and writable when `writable`), with
-    /// T, N >= 1; then also its data pointer.
-    fn float32_2d(
+    /// (T, N) when `obj` is exactly a numpy.ndarray of the float32 or
+    /// float64 dtype, 2-D, C-contiguous and aligned (and writable when
+    /// `writable`), with T, N >= 1; then also its data pointer and type.
+    fn float_2d(
         &self,
         obj: &Bound<'_, PyAny>,
         writable: bool,
-    ) -> Option<(usize, usize, *mut c_char)> {
+    ) -> Option<(usize, usize, *mut c_char, Elem)> {
         if obj.get_type().as_ptr() != self.ndarray.as_ptr() {
             return None;
         }
@@ -91,33 +100,45 @@ impl Numpy {
             let need = NPY_ARRAY_C_CONTIGUOUS
                 | NPY_ARRAY_ALIGNED
                 | if writable { NPY_ARRAY_WRITEABLE } else { 0 };
-            if a.descr != self.float32.as_ptr()
-                || a.nd != 2
-                || a.flags & need != need
-                || a.data.is_null()
-            {
+            let elem = if a.descr == self.float32.as_ptr() {
+                Elem::F32
+            } else if a.descr == self.float64.as_ptr() {
+                Elem::F64
+            } else {
+                return None;
+            };
+            if a.nd != 2 || a.flags & need != need || a.data.is_null() {
                 return None;
             }
             let (t, n) = (*a.dimensions, *a.dimensions.add(1));
             if t < 1 || n < 1 {
                 return None;
             }
-            Some((t as usize, n as usize, a.data))
+            Some((t as usize, n as usize, a.data, elem))
         }
     }
 
-    /// A new uninitialised C-contiguous float32 array of `n` values and its
-    /// data pointer.
-    fn empty<'py>(&self, py: Python<'py>, n: usize) -> PyResult<(Bound<'py, PyAny>, *mut c_char)> {
+    /// A new uninitialised C-contiguous array of `n` values of `elem` and
+    /// its data pointer.
+    fn empty<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        elem: Elem,
+    ) -> PyResult<(Bound<'py, PyAny>, *mut c_char)> {
         let dims = [n as isize];
+        let descr = match elem {
+            Elem::F32 => self.float32.as_ptr(),
+            Elem::F64 => self.float64.as_ptr(),
+        };
         // SAFETY: PyArray_NewFromDescr with the ndarray type, a descr whose
         // reference it steals (hence the incref), one dimension, no strides,
         // data or base: a new reference, or NULL with an exception set.
         let obj = unsafe {
-            ffi::Py_INCREF(self.float32.as_ptr());
+            ffi::Py_INCREF(descr);
             let o = (self.new_from_descr)(
                 self.ndarray.as_ptr() as *mut ffi::PyTypeObject,
-                self.float32.as_ptr(),
+                descr,
                 1,
                 dims.as_ptr(),
                 std::ptr::null(),
@@ -133,7 +154,7 @@ impl Numpy {
     }
 }
 
-/// Records `numpy.ndarray`, `numpy.dtype("float32")` and NumPy's C-API table
+/// Records `numpy.ndarray`, `numpy.dtype("float32")`, `numpy.dtype("float64")` and NumPy's C-API table
 /// (the `_ARRAY_API` capsule), then checks them on a small array: returns
 /// whether the fast entry points are enabled (else they always return None).
 #[pyfunction]
@@ -141,6 +162,7 @@ fn _init(
     py: Python<'_>,
     ndarray: Py<PyAny>,
     float32: Py<PyAny>,
+    float64: Py<PyAny>,
     api: &Bound<'_, PyAny>,
 ) -> PyResult<bool> {
     // SAFETY: PyCapsule_GetPointer checks that `api` is a capsule (NumPy's
@@ -157,14 +179,19 @@ fn _init(
     let np = Numpy {
         ndarray,
         float32,
+        float64,
         new_from_descr,
     };
-    // The self-check: a (1, 3) array made this way must read back as one.
-    let (one, _) = np.empty(py, 3)?;
-    let two = one.call_method1("reshape", (1, 3))?;
-    let ok = one.getattr("shape")?.extract::<(usize,)>()? == (3,)
-        && one.getattr("dtype")?.is(np.float32.bind(py))
-        && np.float32_2d(&two, true).map(|(t, n, _)| (t, n)) == Some((1, 3));
+    // The self-check: a (1, 3) array of each type made this way must read
+    // back as one.
+    let mut ok = true;
+    for (elem, dtype) in [(Elem::F32, &np.float32), (Elem::F64, &np.float64)] {
+        let (one, _) = np.empty(py, 3, elem)?;
+        let two = one.call_method1("reshape", (1, 3))?;
+        ok &= one.getattr("shape")?.extract::<(usize,)>()? == (3,)
+            && one.getattr("dtype")?.is(dtype.bind(py))
+            && np.float_2d(&two, true).map(|(t, n, _, e)| (t, n, e)) == Some((1, 3, elem));
+    }
     if ok {
         let _ = NUMPY.set(np);
     }
@@ -246,11 +273,11 @@ fn call<'py>(
     let Some(np) = NUMPY.get() else {
         return Ok(None);
     };
-    let Some((t, n, gp)) = np.float32_2d(grads, project) else {
+    let Some((t, n, gp, elem)) = np.float_2d(grads, project) else {
         return Ok(None);
     };
     let (out, mp) = if want_merged {
-        let (o, p) = np.empty(py, n)?;
+        let (o, p) = np.empty(py, n, elem)?;
         (Some(o), p as usize)
     } else {
         (None, 0)
@@ -267,56 +294,90 @@ fn call<'py>(
         let (wp, wlen) = (ws.as_mut_ptr() as usize, ws.len());
         let cfg = &cfg as *const pcgrad_config as usize;
         py.allow_threads(|| {
-            let merged = if mp != 0 {
-                mp as *mut f32
-            } else {
-                std::ptr::null_mut()
-            };
             let mlen = if mp != 0 { n } else { 0 };
+            use std::ptr::null as nul;
+            let (cfg, ws) = (cfg as *const pcgrad_config, wp as *mut f64);
+            use std::ptr::null_mut as none;
             // SAFETY: `cfg` is the address of a pcgrad_config on this frame
-            // (no table, no rng); `gp` points at the T * N floats of `grads`
-            // and `mp` (or NULL) at the N floats of `out`, both referenced by
-            // this call until it returns; `wp` at `wlen` doubles of this
-            // thread's workspace, borrowed for the call.
+            // (no table, no rng); `gp` points at the T * N values of `grads`
+            // and `mp` (or 0: NULL) at the N values of `out`, both of
+            // `elem`, referenced by this call until it returns; `wp` at
+            // `wlen` doubles of this thread's workspace, borrowed for the
+            // call.
             unsafe {
-                if project {
-                    pcgrad_project_flat(
-                        cfg as *const pcgrad_config,
+                match (elem, project) {
+                    (Elem::F32, true) => pcgrad_project_flat(
+                        cfg,
                         gp as *mut f32,
                         t * n,
-                        std::ptr::null(),
+                        nul(),
                         0,
-                        std::ptr::null(),
+                        nul(),
                         0,
                         t,
                         n,
-                        merged,
+                        mp as *mut f32,
                         mlen,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
+                        none(),
+                        none(),
                         0,
-                        wp as *mut f64,
+                        ws,
                         wlen,
-                    )
-                } else {
-                    pcgrad_merge_flat(
-                        cfg as *const pcgrad_config,
+                    ),
+                    (Elem::F32, false) => pcgrad_merge_flat(
+                        cfg,
                         gp as *const f32,
                         t * n,
-                        std::ptr::null(),
+                        nul(),
                         0,
-                        std::ptr::null(),
+                        nul(),
                         0,
                         t,
                         n,
-                        merged,
+                        mp as *mut f32,
                         mlen,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
+                        none(),
+                        none(),
                         0,
-                        wp as *mut f64,
+                        ws,
                         wlen,
-                    )
+                    ),
+                    (Elem::F64, true) => pcgrad_project_flat_f64(
+                        cfg,
+                        gp as *mut f64,
+                        t * n,
+                        nul(),
+                        0,
+                        nul(),
+                        0,
+                        t,
+                        n,
+                        mp as *mut f64,
+                        mlen,
+                        none(),
+                        none(),
+                        0,
+                        ws,
+                        wlen,
+                    ),
+                    (Elem::F64, false) => pcgrad_merge_flat_f64(
+                        cfg,
+                        gp as *const f64,
+                        t * n,
+                        nul(),
+                        0,
+                        nul(),
+                        0,
+                        t,
+                        n,
+                        mp as *mut f64,
+                        mlen,
+                        none(),
+                        none(),
+                        0,
+                        ws,
+                        wlen,
+                    ),
                 }
             }
         })
@@ -331,9 +392,9 @@ fn call<'py>(
 }
 
 /// `pcgrad.merge(grads, ...)` for the common call: `grads` exactly a
-/// C-contiguous aligned float32 (T, N) numpy array with T, N >= 1 and plain
-/// options (the arguments of `pcgrad.merge` in its order). Returns the merged
-/// gradient (a new float32 array), or `None` for any other call or a library
+/// C-contiguous aligned float32 or float64 (T, N) numpy array with T, N >= 1
+/// and plain options (the arguments of `pcgrad.merge` in its order). Returns
+/// the merged gradient (a new array of the same type), or `None` for any other call or a library
 /// status: the caller then takes the general path.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
