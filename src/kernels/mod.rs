@@ -265,6 +265,25 @@ impl Kernels {
         }
     }
 
+    /// The multiply-add throughput probe of the roofline's compute roof:
+    /// `iters` steps of 12 independent `acc + a * b` vector updates (8 lanes
+    /// each) with the lane operation of these kernels' Gram tile
+    /// (`Lanes8::mul_add2`), over `buf`. Returns a sum that depends on
+    /// every update.
+    #[allow(unsafe_code)]
+    pub(crate) fn peak(self, buf: &[[f32; 8]; PEAK_VECS], iters: usize) -> f32 {
+        match self.0 {
+            Isa::Portable => lanes::peak::<::wide::f32x8>(buf, iters),
+            // SAFETY: as in `gram_run`, the CPU has AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx => unsafe { x86::peak_avx(buf, iters) },
+            // SAFETY: as in `gram_run`, the CPU has AVX-512F, AVX-512VL and
+            // AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx512 => unsafe { x86::peak_avx512(buf, iters) },
+        }
+    }
+
     /// One Gram tile over one block (at most [`BLOCK`] columns): the unit
     /// that [`Element::gram_run`] repeats, for the kernel tests.
     #[cfg(test)]
@@ -486,6 +505,7 @@ fn run_blocks<F: Element>(
 pub mod scalar;
 
 mod lanes;
+pub(crate) use lanes::PEAK_VECS;
 use lanes::{merge8, tile, Lanes8};
 
 pub mod wide;

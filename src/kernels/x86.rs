@@ -220,3 +220,15 @@ pub(super) fn merge_avx(
 ) {
     super::merge8::<Avx>(out, acc, rows, coef, n, first, last)
 }
+
+/// The multiply-add probe ([`super::Kernels::peak`]) on AVX.
+#[target_feature(enable = "avx")]
+pub(super) fn peak_avx(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 {
+    super::lanes::peak::<Avx>(buf, iters)
+}
+
+/// The multiply-add probe ([`super::Kernels::peak`]) on AVX-512VL.
+#[target_feature(enable = "avx,avx512f,avx512vl")]
+pub(super) fn peak_avx512(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 {
+    super::lanes::peak::<Avx>(buf, iters)
+}
