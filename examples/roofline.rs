@@ -13,7 +13,8 @@
 //!
 //! - **memory roof** of the least traffic of each path, done by streaming
 //!   kernels (`pcgrad::bench`: the widest vectors the CPU has, AVX-512F or
-//!   AVX chosen at run time, eight independent accumulators): the merged
+//!   AVX chosen at run time, eight independent accumulators; a row at a
+//!   time or four rows in lockstep, the faster counts): the merged
 //!   path must read J (the Gram pass) and then read J and write the N
 //!   outputs (the apply pass); the in-place projected path must read J,
 //!   then read J, write J and write N. The write is timed with ordinary and
@@ -84,15 +85,18 @@ fn apply_ranges(n: usize, w: usize) -> Vec<(usize, usize)> {
 }
 
 /// Memory roof of the Gram pass: every row's columns of each worker's range
-/// read once.
-fn read_pass(x: &[f32], t: usize, n: usize, w: usize) -> f32 {
+/// read once, a row at a time or (`four`) four rows in lockstep.
+fn read_pass(x: &[f32], t: usize, n: usize, w: usize, four: bool) -> f32 {
     let jobs: Vec<_> = gram_ranges(n, w)
         .into_iter()
         .map(|(lo, hi)| {
             move || {
-                (0..t)
-                    .map(|r| bench::read(&x[r * n + lo..r * n + hi]))
-                    .sum::<f32>()
+                let rows: Vec<&[f32]> = (0..t).map(|r| &x[r * n + lo..r * n + hi]).collect();
+                if four {
+                    rows.chunks(4).map(bench::read4).sum::<f32>()
+                } else {
+                    rows.iter().map(|r| bench::read(r)).sum::<f32>()
+                }
             }
         })
         .collect();
@@ -321,12 +325,13 @@ fn main() {
             .as_secs_f64();
             let cap = if quick { 15 } else { 25 };
             let reps = ((0.25 / probe.max(1e-9)) as usize).clamp(3, cap);
-            let mut v: [Vec<Duration>; 15] = Default::default();
+            let mut v: [Vec<Duration>; 17] = Default::default();
             let mut direct_reps = reps;
             for r in 0..reps {
                 for (i, &ww) in [1, w].iter().enumerate() {
                     let o = i * 5;
-                    v[o].push(time(&mut || sink += read_pass(&lim, t, n, ww)));
+                    v[o].push(time(&mut || sink += read_pass(&lim, t, n, ww, false)));
+                    v[15 + i].push(time(&mut || sink += read_pass(&lim, t, n, ww, true)));
                     for (j, nt) in [false, true].into_iter().enumerate() {
                         v[o + 1 + j].push(time(&mut || {
                             write_pass(&mut lim, &mut lim_out, t, n, ww, false, nt)
@@ -381,8 +386,11 @@ fn main() {
             // mostly times the scheduler).
             let rate = (PEAK_ITERS * bench::PEAK_PRODUCTS) as f64 / m[14];
             let comp = |ww: usize| products / (ww as f64 * rate);
-            let mem = |o: usize| m[o] + m[o + 1].min(m[o + 2]);
-            let pmem = |o: usize| m[o] + m[o + 3].min(m[o + 4]);
+            // The faster read (a row at a time or four in lockstep), then
+            // the faster write (ordinary or non-temporal stores).
+            let read = |o: usize| m[o].min(m[15 + o / 5]);
+            let mem = |o: usize| read(o) + m[o + 1].min(m[o + 2]);
+            let pmem = |o: usize| read(o) + m[o + 3].min(m[o + 4]);
             let (mem1, memp, projmem) = (mem(0), mem(5), pmem(5));
             let (lim1, limp) = (mem1.max(comp(1)), memp.max(comp(w)));
             let projlim = projmem.max(comp(w));

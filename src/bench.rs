@@ -74,6 +74,27 @@ pub fn read(x: &[f32]) -> f32 {
     portable::read(x)
 }
 
+/// [`read`] of up to four slices at once, in lockstep (several memory
+/// streams; on some machines faster than one), then the rest of each.
+/// Slices past the fourth are ignored.
+pub fn read4(x: &[&[f32]]) -> f32 {
+    let x = &x[..x.len().min(4)];
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            #[allow(unsafe_code)]
+            return unsafe { stream::read4_avx512(x) };
+        }
+        if std::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX (checked just above).
+            #[allow(unsafe_code)]
+            return unsafe { stream::read4_avx(x) };
+        }
+    }
+    x.iter().map(|r| portable::read(r)).sum()
+}
+
 /// The least traffic of an apply pass that reads every row and writes one
 /// output: `out[c] = sum_r rows[r][c]` over `c < out.len()` (every row at
 /// least that long), in the widest vectors, with ordinary stores or, when
@@ -157,7 +178,7 @@ mod stream {
     use core::arch::x86_64::*;
 
     macro_rules! kernels {
-        ($read:ident, $rw:ident, $feat:literal, $v:ty, $lanes:literal, $zero:ident, $load:ident,
+        ($read:ident, $read4:ident, $rw:ident, $feat:literal, $v:ty, $lanes:literal, $zero:ident, $load:ident,
          $add:ident, $sub:ident, $store:ident, $stream:ident, $reduce:expr) => {
             /// Eight independent accumulators over the whole vectors, then
             /// the tail.
@@ -181,6 +202,38 @@ mod stream {
                 let s: [f32; $lanes] = core::mem::transmute(s);
                 let r: fn([f32; $lanes]) -> f32 = $reduce;
                 r(s) + tail.iter().sum::<f32>()
+            }
+
+            /// Two accumulators per slice, the slices in lockstep over
+            /// their common length, then the rest of each by `$read`.
+            ///
+            /// # Safety
+            /// The CPU must have the target feature.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $read4(x: &[&[f32]]) -> f32 {
+                let len =
+                    x.iter().map(|r| r.len()).min().unwrap_or(0) / (2 * $lanes) * (2 * $lanes);
+                let mut acc: [[$v; 2]; 4] = [[$zero(); 2]; 4];
+                let mut c = 0;
+                while c < len {
+                    for (r, a) in x.iter().zip(acc.iter_mut()) {
+                        let p = r.as_ptr();
+                        // SAFETY: `c + 2 * $lanes <= len <= r.len()`.
+                        unsafe {
+                            a[0] = $add(a[0], $load(p.add(c)));
+                            a[1] = $add(a[1], $load(p.add(c + $lanes)));
+                        }
+                    }
+                    c += 2 * $lanes;
+                }
+                let mut s = $zero();
+                for a in acc {
+                    s = $add(s, $add(a[0], a[1]));
+                }
+                let s: [f32; $lanes] = core::mem::transmute(s);
+                let r: fn([f32; $lanes]) -> f32 = $reduce;
+                // SAFETY: the CPU has the target feature.
+                r(s) + x.iter().map(|r| unsafe { $read(&r[len..]) }).sum::<f32>()
             }
 
             /// `out = sum of rows` (and rows negated when `write_rows`),
@@ -256,6 +309,7 @@ mod stream {
 
     kernels!(
         read_avx,
+        read4_avx,
         read_write_avx,
         "avx",
         __m256,
@@ -270,6 +324,7 @@ mod stream {
     );
     kernels!(
         read_avx512,
+        read4_avx512,
         read_write_avx512,
         "avx512f",
         __m512,
@@ -282,4 +337,12 @@ mod stream {
         _mm512_stream_ps,
         |s| s.iter().sum()
     );
+}
+
+/// The serial Gram pass over all columns on the kernels `k` (into
+/// `gram`, which holds `engine::gram_workspace_len` doubles).
+pub fn gram_on<F: Element, G: Gradients<F>>(k: Kernels, grads: &G, gram: &mut [f64]) {
+    gram.fill(0.0);
+    let n = grads.layout().dim();
+    let _ = crate::engine::accumulate_gram_with(k, grads, 0, n, gram);
 }
