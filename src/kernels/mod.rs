@@ -465,6 +465,39 @@ pub fn gram_tile_exact<F: Element>(
     }
 }
 
+/// The block loop of [`Element::gram_run`] over a per-block tile kernel
+/// `$tile` (a callable expression; false when a diagonal block does not
+/// fit the narrow lanes), written once for [`run_blocks`] and
+/// [`run_lanes`].
+macro_rules! block_loop {
+    ($a:expr, $b:expr, $shape:expr, $len:expr, $fast:expr, $out:expr, $tile:expr) => {{
+        let (a, b, shape, len, fast, out) = ($a, $b, $shape, $len, $fast, $out);
+        let mut fits = 0u64;
+        let (mut k0, mut bit) = (0, 1u64);
+        while k0 < len {
+            let k1 = len.min(k0 + BLOCK);
+            let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
+            let mut part = [[0.0f64; 4]; 4];
+            if fast & bit != 0 && $tile(ab, bb, shape, k1 - k0, &mut part) {
+                fits |= bit;
+            } else {
+                part = [[0.0; 4]; 4];
+                gram_tile_exact(ab, bb, k1 - k0, &mut part);
+            }
+            for (r, (o, p)) in out.iter_mut().zip(&part).enumerate() {
+                for (c, (o, &p)) in o.iter_mut().zip(p).enumerate() {
+                    if shape.has(r, c) {
+                        *o += p;
+                    }
+                }
+            }
+            k0 = k1;
+            bit <<= 1;
+        }
+        fits
+    }};
+}
+
 /// [`Element::gram_run`] over a per-block tile kernel `tile` (which
 /// returns false when a diagonal block does not fit the narrow lanes).
 #[inline(always)]
@@ -477,29 +510,24 @@ fn run_blocks<F: Element>(
     out: &mut [[f64; 4]; 4],
     mut tile: impl FnMut([&[F]; 4], [&[F]; 4], Tile, usize, &mut [[f64; 4]; 4]) -> bool,
 ) -> u64 {
-    let mut fits = 0u64;
-    let (mut k0, mut bit) = (0, 1u64);
-    while k0 < len {
-        let k1 = len.min(k0 + BLOCK);
-        let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
-        let mut part = [[0.0f64; 4]; 4];
-        if fast & bit != 0 && tile(ab, bb, shape, k1 - k0, &mut part) {
-            fits |= bit;
-        } else {
-            part = [[0.0; 4]; 4];
-            gram_tile_exact(ab, bb, k1 - k0, &mut part);
-        }
-        for (r, (o, p)) in out.iter_mut().zip(&part).enumerate() {
-            for (c, (o, &p)) in o.iter_mut().zip(p).enumerate() {
-                if shape.has(r, c) {
-                    *o += p;
-                }
-            }
-        }
-        k0 = k1;
-        bit <<= 1;
-    }
-    fits
+    block_loop!(a, b, shape, len, fast, out, tile)
+}
+
+/// [`run_blocks`] over the [`Lanes8`] tile of `D`, `SR`, `SC` (see
+/// [`tile`]), called directly rather than through a closure, so that it is
+/// always inlined into the block loop and compiled with the caller's
+/// target features. (Through a closure, LLVM compiled the AVX-512 tile set
+/// as a function of its own, called once per block.)
+#[inline(always)]
+fn run_lanes<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
+    a: [&[f32]; 4],
+    b: [&[f32]; 4],
+    shape: Tile,
+    len: usize,
+    fast: u64,
+    out: &mut [[f64; 4]; 4],
+) -> u64 {
+    block_loop!(a, b, shape, len, fast, out, tile::<V, D, SR, SC>)
 }
 
 pub mod scalar;

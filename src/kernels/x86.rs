@@ -186,9 +186,7 @@ pub(super) fn gram_run_avx(
     fast: u64,
     out: &mut [[f64; 4]; 4],
 ) -> u64 {
-    super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
-        super::tile::<Avx, 4, 2, 4>(a, b, s, l, o)
-    })
+    super::run_lanes::<Avx, 4, 2, 4>(a, b, shape, len, fast, out)
 }
 
 /// [`super::Element::gram_run`] on AVX-512VL.
@@ -201,9 +199,7 @@ pub(super) fn gram_run_avx512(
     fast: u64,
     out: &mut [[f64; 4]; 4],
 ) -> u64 {
-    super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
-        super::tile::<Avx, 4, 4, 4>(a, b, s, l, o)
-    })
+    super::run_lanes::<Avx, 4, 4, 4>(a, b, shape, len, fast, out)
 }
 
 /// [`super::sealed::Sealed::merge_rows`] on AVX (AVX-512 adds nothing
