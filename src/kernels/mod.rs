@@ -265,6 +265,23 @@ impl Kernels {
         }
     }
 
+    /// `acc[c] = sum_j coef[j] * rows[j * stride + c]` over the `j` with
+    /// `coef[j] != 0` (a task never projected onto contributes nothing, not
+    /// 0 * NaN), in `f64`: from zero, a multiply then an add per term, in
+    /// increasing `j`, so bitwise the same on every instruction set. The
+    /// projected apply's combination of a tile's rows ([`combine_cols`]).
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) fn combine(self, rows: &[f64], stride: usize, coef: &[f64], acc: &mut [f64]) {
+        match self.0 {
+            Isa::Portable => combine_cols::<16>(rows, stride, coef, acc),
+            // SAFETY: a `Kernels` holding `Isa::Avx` or `Isa::Avx512`
+            // exists only after `x86::detected` found AVX on this CPU.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::combine_avx(rows, stride, coef, acc) },
+        }
+    }
+
     /// The multiply-add throughput probe of the roofline's compute roof:
     /// `iters` steps of 12 independent `acc + a * b` vector updates (8 lanes
     /// each) with the lane operation of these kernels' Gram tile
@@ -462,6 +479,39 @@ pub fn gram_tile_exact<F: Element>(
                 out[r][c] += va[r] * vb[c];
             }
         }
+    }
+}
+
+/// [`Kernels::combine`] in runs of `W` columns whose sums stay in
+/// registers across the rows (one store per column instead of one per row
+/// and column; `W` = 16: 8 SSE2 registers, 32: 8 AVX registers, enough
+/// independent chains to hide the add latency). Row `j` is read at
+/// `rows[j * stride..j * stride + acc.len()]`; a run that `rows` does not
+/// hold for some used row skips that row's term (the callers always pass
+/// whole rows).
+#[inline(always)]
+pub(crate) fn combine_cols<const W: usize>(
+    rows: &[f64],
+    stride: usize,
+    coef: &[f64],
+    acc: &mut [f64],
+) {
+    let mut c0 = 0;
+    for run in acc.chunks_mut(W) {
+        let n = run.len();
+        let mut s = [0.0f64; W];
+        for (j, &cj) in coef.iter().enumerate() {
+            if cj != 0.0 {
+                let Some(r) = rows.get(j * stride + c0..j * stride + c0 + n) else {
+                    continue;
+                };
+                for (s, &v) in s.iter_mut().zip(r) {
+                    *s += cj * v;
+                }
+            }
+        }
+        run.copy_from_slice(&s[..n]);
+        c0 += n;
     }
 }
 

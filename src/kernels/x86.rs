@@ -228,3 +228,10 @@ pub(super) fn peak_avx(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 
 pub(super) fn peak_avx512(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 {
     super::lanes::peak::<Avx>(buf, iters)
 }
+
+/// [`super::Kernels::combine`] on AVX: the same `f64` multiplies and adds,
+/// auto-vectorised over four lanes per register.
+#[target_feature(enable = "avx")]
+pub(super) fn combine_avx(rows: &[f64], stride: usize, coef: &[f64], acc: &mut [f64]) {
+    super::combine_cols::<32>(rows, stride, coef, acc)
+}
