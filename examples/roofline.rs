@@ -325,7 +325,12 @@ fn main() {
             .as_secs_f64();
             let cap = if quick { 15 } else { 25 };
             let reps = ((0.25 / probe.max(1e-9)) as usize).clamp(3, cap);
-            let mut v: [Vec<Duration>; 17] = Default::default();
+            // 0..5 and 5..10: the limit's passes on 1 and w threads (read;
+            // merged write, ordinary and non-temporal; projected write,
+            // both), 10 merged1, 11 mergedP, 12 projP, 13 portable1,
+            // 14 the compute probe, 15 and 16 the four-row reads on 1 and
+            // w threads, 17 the direct loop.
+            let mut v: [Vec<Duration>; 18] = Default::default();
             let mut direct_reps = reps;
             for r in 0..reps {
                 for (i, &ww) in [1, w].iter().enumerate() {
@@ -373,7 +378,7 @@ fn main() {
                     if r == 0 && d.as_secs_f64() > 0.5 {
                         direct_reps = 1;
                     }
-                    v[9].push(d);
+                    v[17].push(d);
                 }
             }
             let m: Vec<f64> = v
@@ -427,8 +432,8 @@ fn main() {
                 ms(projlim),
                 ms(m[12]),
                 rj,
-                ms(m[9]),
-                m[9] / m[10],
+                ms(m[17]),
+                m[17] / m[10],
                 ms(m[13]),
                 gain,
             );
