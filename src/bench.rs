@@ -121,6 +121,8 @@ pub fn read_write(rows: &mut [&mut [f32]], out: &mut [f32], write_rows: bool, nt
             return unsafe { stream::read_write_avx(rows, out, write_rows, nt) };
         }
     }
+    // The portable kernel has no non-temporal stores.
+    let _ = nt;
     portable::read_write(rows, out, write_rows)
 }
 

@@ -568,6 +568,7 @@ fn run_blocks<F: Element>(
 /// always inlined into the block loop and compiled with the caller's
 /// target features. (Through a closure, LLVM compiled the AVX-512 tile set
 /// as a function of its own, called once per block.)
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[inline(always)]
 fn run_lanes<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
     a: [&[f32]; 4],
