@@ -340,11 +340,3 @@ mod stream {
         |s| s.iter().sum()
     );
 }
-
-/// The serial Gram pass over all columns on the kernels `k` (into
-/// `gram`, which holds `engine::gram_workspace_len` doubles).
-pub fn gram_on<F: Element, G: Gradients<F>>(k: Kernels, grads: &G, gram: &mut [f64]) {
-    gram.fill(0.0);
-    let n = grads.layout().dim();
-    let _ = crate::engine::accumulate_gram_with(k, grads, 0, n, gram);
-}
