@@ -692,6 +692,7 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
     if tile.len() < tile_len(t)? {
         return Err(Error::WorkspaceTooSmall);
     }
+    let k = Kernels::best();
     let mut cursor = Pieces::new(grads.layout().seek(from, lo), lo, hi);
     while let Some(seg) = cursor.next(grads.layout()) {
         let w = weight(grads.layout(), seg.index, reduction);
@@ -699,6 +700,7 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
             let (rows, acc) = load_tile(&*grads, &piece, tile);
             if let Some(m) = merged.as_deref_mut() {
                 merged_from_tile(
+                    k,
                     rows,
                     coef.b,
                     w,
@@ -708,7 +710,7 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
             }
             for i in 0..t {
                 if let Some(dst) = grads.values_mut(i, &piece) {
-                    combine(rows, &coef.a[i * t..(i + 1) * t], acc);
+                    k.combine(rows, TILE_W, &coef.a[i * t..(i + 1) * t], acc);
                     for (o, &v) in dst.iter_mut().zip(acc.iter()) {
                         *o = F::from_f64(v);
                     }
@@ -744,25 +746,18 @@ fn load_tile<'t, F: Element, R: Gradients<F> + ?Sized>(
     (rows, &mut acc[..len])
 }
 
-/// `out = w * sum_j b_j rows[j]`.
-fn merged_from_tile<F: Element>(rows: &[f64], b: &[f64], w: f64, acc: &mut [f64], out: &mut [F]) {
-    combine(rows, b, acc);
+/// `out = w * sum_j b_j rows[j]` (rows of [`TILE_W`] doubles).
+fn merged_from_tile<F: Element>(
+    k: Kernels,
+    rows: &[f64],
+    b: &[f64],
+    w: f64,
+    acc: &mut [f64],
+    out: &mut [F],
+) {
+    k.combine(rows, TILE_W, b, acc);
     for (o, &v) in out.iter_mut().zip(acc.iter()) {
         *o = F::from_f64(v * w);
-    }
-}
-
-/// `acc[c] = sum_j coef[j] * rows[j][c]`, skipping zero coefficients (a
-/// task that was never projected onto contributes nothing, not 0 * NaN).
-fn combine(rows: &[f64], coef: &[f64], acc: &mut [f64]) {
-    let len = acc.len();
-    acc.fill(0.0);
-    for (j, &cj) in coef.iter().enumerate() {
-        if cj != 0.0 {
-            for (a, &v) in acc.iter_mut().zip(&rows[j * TILE_W..j * TILE_W + len]) {
-                *a += cj * v;
-            }
-        }
     }
 }
 

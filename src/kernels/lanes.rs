@@ -326,3 +326,34 @@ pub(super) fn merge8<V: Lanes8>(
         _ => merge_n::<V, 4>(out, acc, rows, coef, first, last),
     }
 }
+
+/// Vectors in the buffer of [`peak`].
+pub(crate) const PEAK_VECS: usize = 64;
+
+/// The multiply-add throughput of [`Lanes8::mul_add2`] (for the roofline's
+/// compute roof): `iters` steps of a 4 x 3 register tile over vectors of
+/// `buf` (in L1), 12 independent accumulators, so 12 x 8 products per step
+/// bound by the vector units rather than by latency or loads. Returns the
+/// sum of the accumulators (so that the work cannot be elided).
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+pub(super) fn peak<V: Lanes8>(buf: &[[f32; W]; PEAK_VECS], iters: usize) -> f32 {
+    let mut acc = [[V::zero(); 3]; 4];
+    for k in 0..iters {
+        let base = k * 8;
+        let va: [V; 4] = core::array::from_fn(|r| V::load(&buf[(base + r) % PEAK_VECS]));
+        let vb: [V; 3] = core::array::from_fn(|c| V::load(&buf[(base + 4 + c) % PEAK_VECS]));
+        for r in 0..4 {
+            for c in 0..3 {
+                acc[r][c] = va[r].mul_add2(vb[c], acc[r][c]);
+            }
+        }
+    }
+    let mut s = 0.0f32;
+    for r in 0..4 {
+        for c in 0..3 {
+            s += acc[r][c].to_array().iter().sum::<f32>();
+        }
+    }
+    s
+}

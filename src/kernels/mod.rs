@@ -265,6 +265,42 @@ impl Kernels {
         }
     }
 
+    /// `acc[c] = sum_j coef[j] * rows[j * stride + c]` over the `j` with
+    /// `coef[j] != 0` (a task never projected onto contributes nothing, not
+    /// 0 * NaN), in `f64`: from zero, a multiply then an add per term, in
+    /// increasing `j`, so bitwise the same on every instruction set. The
+    /// projected apply's combination of a tile's rows ([`combine_cols`]).
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) fn combine(self, rows: &[f64], stride: usize, coef: &[f64], acc: &mut [f64]) {
+        match self.0 {
+            Isa::Portable => combine_cols::<16>(rows, stride, coef, acc),
+            // SAFETY: a `Kernels` holding `Isa::Avx` or `Isa::Avx512`
+            // exists only after `x86::detected` found AVX on this CPU.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::combine_avx(rows, stride, coef, acc) },
+        }
+    }
+
+    /// The multiply-add throughput probe of the roofline's compute roof:
+    /// `iters` steps of 12 independent `acc + a * b` vector updates (8 lanes
+    /// each) with the lane operation of these kernels' Gram tile
+    /// (`Lanes8::mul_add2`), over `buf`. Returns a sum that depends on
+    /// every update.
+    #[allow(unsafe_code)]
+    pub(crate) fn peak(self, buf: &[[f32; 8]; PEAK_VECS], iters: usize) -> f32 {
+        match self.0 {
+            Isa::Portable => lanes::peak::<::wide::f32x8>(buf, iters),
+            // SAFETY: as in `gram_run`, the CPU has AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx => unsafe { x86::peak_avx(buf, iters) },
+            // SAFETY: as in `gram_run`, the CPU has AVX-512F, AVX-512VL and
+            // AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx512 => unsafe { x86::peak_avx512(buf, iters) },
+        }
+    }
+
     /// One Gram tile over one block (at most [`BLOCK`] columns): the unit
     /// that [`Element::gram_run`] repeats, for the kernel tests.
     #[cfg(test)]
@@ -446,6 +482,72 @@ pub fn gram_tile_exact<F: Element>(
     }
 }
 
+/// [`Kernels::combine`] in runs of `W` columns whose sums stay in
+/// registers across the rows (one store per column instead of one per row
+/// and column; `W` = 16: 8 SSE2 registers, 32: 8 AVX registers, enough
+/// independent chains to hide the add latency). Row `j` is read at
+/// `rows[j * stride..j * stride + acc.len()]`; a run that `rows` does not
+/// hold for some used row skips that row's term (the callers always pass
+/// whole rows).
+#[inline(always)]
+pub(crate) fn combine_cols<const W: usize>(
+    rows: &[f64],
+    stride: usize,
+    coef: &[f64],
+    acc: &mut [f64],
+) {
+    let mut c0 = 0;
+    for run in acc.chunks_mut(W) {
+        let n = run.len();
+        let mut s = [0.0f64; W];
+        for (j, &cj) in coef.iter().enumerate() {
+            if cj != 0.0 {
+                let Some(r) = rows.get(j * stride + c0..j * stride + c0 + n) else {
+                    continue;
+                };
+                for (s, &v) in s.iter_mut().zip(r) {
+                    *s += cj * v;
+                }
+            }
+        }
+        run.copy_from_slice(&s[..n]);
+        c0 += n;
+    }
+}
+
+/// The block loop of [`Element::gram_run`] over a per-block tile kernel
+/// `$tile` (a callable expression; false when a diagonal block does not
+/// fit the narrow lanes), written once for [`run_blocks`] and
+/// [`run_lanes`].
+macro_rules! block_loop {
+    ($a:expr, $b:expr, $shape:expr, $len:expr, $fast:expr, $out:expr, $tile:expr) => {{
+        let (a, b, shape, len, fast, out) = ($a, $b, $shape, $len, $fast, $out);
+        let mut fits = 0u64;
+        let (mut k0, mut bit) = (0, 1u64);
+        while k0 < len {
+            let k1 = len.min(k0 + BLOCK);
+            let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
+            let mut part = [[0.0f64; 4]; 4];
+            if fast & bit != 0 && $tile(ab, bb, shape, k1 - k0, &mut part) {
+                fits |= bit;
+            } else {
+                part = [[0.0; 4]; 4];
+                gram_tile_exact(ab, bb, k1 - k0, &mut part);
+            }
+            for (r, (o, p)) in out.iter_mut().zip(&part).enumerate() {
+                for (c, (o, &p)) in o.iter_mut().zip(p).enumerate() {
+                    if shape.has(r, c) {
+                        *o += p;
+                    }
+                }
+            }
+            k0 = k1;
+            bit <<= 1;
+        }
+        fits
+    }};
+}
+
 /// [`Element::gram_run`] over a per-block tile kernel `tile` (which
 /// returns false when a diagonal block does not fit the narrow lanes).
 #[inline(always)]
@@ -458,34 +560,31 @@ fn run_blocks<F: Element>(
     out: &mut [[f64; 4]; 4],
     mut tile: impl FnMut([&[F]; 4], [&[F]; 4], Tile, usize, &mut [[f64; 4]; 4]) -> bool,
 ) -> u64 {
-    let mut fits = 0u64;
-    let (mut k0, mut bit) = (0, 1u64);
-    while k0 < len {
-        let k1 = len.min(k0 + BLOCK);
-        let (ab, bb) = (a.map(|r| &r[k0..k1]), b.map(|r| &r[k0..k1]));
-        let mut part = [[0.0f64; 4]; 4];
-        if fast & bit != 0 && tile(ab, bb, shape, k1 - k0, &mut part) {
-            fits |= bit;
-        } else {
-            part = [[0.0; 4]; 4];
-            gram_tile_exact(ab, bb, k1 - k0, &mut part);
-        }
-        for (r, (o, p)) in out.iter_mut().zip(&part).enumerate() {
-            for (c, (o, &p)) in o.iter_mut().zip(p).enumerate() {
-                if shape.has(r, c) {
-                    *o += p;
-                }
-            }
-        }
-        k0 = k1;
-        bit <<= 1;
-    }
-    fits
+    block_loop!(a, b, shape, len, fast, out, tile)
+}
+
+/// [`run_blocks`] over the [`Lanes8`] tile of `D`, `SR`, `SC` (see
+/// [`tile`]), called directly rather than through a closure, so that it is
+/// always inlined into the block loop and compiled with the caller's
+/// target features. (Through a closure, LLVM compiled the AVX-512 tile set
+/// as a function of its own, called once per block.)
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[inline(always)]
+fn run_lanes<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
+    a: [&[f32]; 4],
+    b: [&[f32]; 4],
+    shape: Tile,
+    len: usize,
+    fast: u64,
+    out: &mut [[f64; 4]; 4],
+) -> u64 {
+    block_loop!(a, b, shape, len, fast, out, tile::<V, D, SR, SC>)
 }
 
 pub mod scalar;
 
 mod lanes;
+pub(crate) use lanes::PEAK_VECS;
 use lanes::{merge8, tile, Lanes8};
 
 pub mod wide;

@@ -287,11 +287,49 @@ fn runs_are_bitwise_one_call_per_block(k: Kernels) {
 /// run bitwise one call per block. A CPU without `isa` runs nothing here,
 /// and says so; [`expected_instruction_sets_were_detected`] turns that into
 /// a failure where the run expects the instruction set.
+/// The projected apply's row combination on `k` against the plain loop
+/// (from zero, `acc += c_j * row_j` for each `j` with `c_j != 0`, in
+/// order), bitwise: for every width up to two register runs and past, with
+/// zero coefficients over NaN rows (skipped, so no NaN comes out), a -0.0
+/// start (0.0 + -0.0 is +0.0 in both) and mixed magnitudes.
+fn combine_is_bitwise_the_row_loop(k: Kernels) {
+    const S: usize = 80;
+    let m = rows(99, 300);
+    let mut flat = [0.0f64; 6 * S];
+    for (j, r) in flat.chunks_mut(S).enumerate() {
+        for (c, x) in r.iter_mut().enumerate() {
+            *x = f64::from(m[j][c]) * [1.0, 1e-30, 1e30, -3.0, 1.0, 7.5][j];
+        }
+    }
+    flat[4 * S..5 * S].fill(f64::NAN);
+    flat[5 * S + 3] = -0.0;
+    let coef = [0.25, -1.5, 1e-20, 3.0, 0.0, -0.0];
+    for len in [0usize, 1, 7, 15, 16, 17, 31, 32, 33, 64, 65, 80] {
+        for t in 1..=6 {
+            let mut want = [0.0f64; S];
+            for (j, &cj) in coef[..t].iter().enumerate() {
+                if cj != 0.0 {
+                    for (w, &v) in want[..len].iter_mut().zip(&flat[j * S..]) {
+                        *w += cj * v;
+                    }
+                }
+            }
+            let mut got = [7.0f64; S];
+            k.combine(&flat, S, &coef[..t], &mut got[..len]);
+            for c in 0..len {
+                assert_eq!(got[c].to_bits(), want[c].to_bits(), "{len} {t} {c}");
+            }
+            assert!(got[len..].iter().all(|&x| x == 7.0));
+        }
+    }
+}
+
 fn at_isa(isa: Isa) {
     match Kernels::new(isa) {
         Some(k) => {
             tiles_are_bitwise_the_portable_ones(k);
             runs_are_bitwise_one_call_per_block(k);
+            combine_is_bitwise_the_row_loop(k);
         }
         None => std::eprintln!("{isa:?} not detected on this CPU: its kernel checks did not run"),
     }

@@ -186,9 +186,7 @@ pub(super) fn gram_run_avx(
     fast: u64,
     out: &mut [[f64; 4]; 4],
 ) -> u64 {
-    super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
-        super::tile::<Avx, 4, 2, 4>(a, b, s, l, o)
-    })
+    super::run_lanes::<Avx, 4, 2, 4>(a, b, shape, len, fast, out)
 }
 
 /// [`super::Element::gram_run`] on AVX-512VL.
@@ -201,9 +199,7 @@ pub(super) fn gram_run_avx512(
     fast: u64,
     out: &mut [[f64; 4]; 4],
 ) -> u64 {
-    super::run_blocks(a, b, shape, len, fast, out, |a, b, s, l, o| {
-        super::tile::<Avx, 4, 4, 4>(a, b, s, l, o)
-    })
+    super::run_lanes::<Avx, 4, 4, 4>(a, b, shape, len, fast, out)
 }
 
 /// [`super::sealed::Sealed::merge_rows`] on AVX (AVX-512 adds nothing
@@ -219,4 +215,23 @@ pub(super) fn merge_avx(
     last: Option<f64>,
 ) {
     super::merge8::<Avx>(out, acc, rows, coef, n, first, last)
+}
+
+/// The multiply-add probe ([`super::Kernels::peak`]) on AVX.
+#[target_feature(enable = "avx")]
+pub(super) fn peak_avx(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 {
+    super::lanes::peak::<Avx>(buf, iters)
+}
+
+/// The multiply-add probe ([`super::Kernels::peak`]) on AVX-512VL.
+#[target_feature(enable = "avx,avx512f,avx512vl")]
+pub(super) fn peak_avx512(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 {
+    super::lanes::peak::<Avx>(buf, iters)
+}
+
+/// [`super::Kernels::combine`] on AVX: the same `f64` multiplies and adds,
+/// auto-vectorised over four lanes per register.
+#[target_feature(enable = "avx")]
+pub(super) fn combine_avx(rows: &[f64], stride: usize, coef: &[f64], acc: &mut [f64]) {
+    super::combine_cols::<32>(rows, stride, coef, acc)
 }
