@@ -191,7 +191,7 @@ fn flat_one_call_f64_matches_the_rust_api() {
 /// The flat one-call entry points over `E` against `PcGrad` over `E`.
 fn flat_matches<E: CElem>() {
     let mut projections = 0;
-    for t in TASKS {
+    for &t in TASKS {
         for segmented in [false, true] {
             for m in MODES {
                 for &red in reductions(t, m) {
@@ -271,7 +271,7 @@ fn flat_matches<E: CElem>() {
 /// statistics and PRNG advance.
 #[test]
 fn flat_f64_entry_points_agree_with_the_f32_ones() {
-    for t in TASKS {
+    for &t in TASKS {
         for m in MODES {
             for &red in reductions(t, m) {
                 let mut a = FlatFx::new(t, true, m, red);
@@ -305,7 +305,7 @@ const CUTS: [(usize, usize); 3] = [(0, 4), (4, 9), (9, N)];
 
 #[test]
 fn three_phases_equal_the_one_call_result() {
-    for t in TASKS {
+    for &t in TASKS {
         for m in MODES {
             for &red in reductions(t, m) {
                 // The one-call result, through the C ABI.
@@ -360,7 +360,7 @@ fn three_phases_equal_the_one_call_result() {
 
 #[test]
 fn per_variable_equals_flat_with_masks() {
-    for t in TASKS {
+    for &t in TASKS {
         for m in MODES {
             for &red in reductions(t, m) {
                 // Flat, with has_grad masks (GARBAGE where absent).
@@ -408,7 +408,7 @@ fn per_variable_equals_flat_with_masks() {
 
 #[test]
 fn pack_and_unflatten_match_the_rust_api() {
-    for t in TASKS {
+    for &t in TASKS {
         let mut fx = PackFx::new(t);
         assert_eq!(run(&mut fx, PackArgs::pack), PCGRAD_OK);
         let opts: Vec<Option<&[f32]>> = fx

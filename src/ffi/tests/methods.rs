@@ -140,7 +140,7 @@ fn aggregate_c(m: &pcgrad_method, g: &[f32], t: usize, out: &mut Vec<f32>) -> pc
 
 #[test]
 fn aggregate_and_weights_equal_the_rust_api() {
-    for t in TASKS {
+    for &t in TASKS {
         let g = grads(t, false);
         let gram = gram_of(&g, t);
         for kind in KINDS {
@@ -524,7 +524,7 @@ fn want_table() -> Vec<[f64; 3]> {
 
 #[test]
 fn aggregate_vars_equals_aggregate_flat() {
-    for t in TASKS {
+    for &t in TASKS {
         let g = grads(t, false);
         // Task t's buffer of variable s: its row's slice of segment s.
         let ptrs: Vec<*const f32> = (0..t * S)
