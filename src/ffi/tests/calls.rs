@@ -193,7 +193,7 @@ fn flat_matches<E: CElem>() {
     let mut projections = 0;
     for &t in TASKS {
         for segmented in [false, true] {
-            for m in MODES {
+            for &m in MODES {
                 for &red in reductions(t, m) {
                     let table = order_table(t);
                     let matrix_kind = ((t + red as usize) % 2) as u32;
@@ -272,7 +272,7 @@ fn flat_matches<E: CElem>() {
 #[test]
 fn flat_f64_entry_points_agree_with_the_f32_ones() {
     for &t in TASKS {
-        for m in MODES {
+        for &m in MODES {
             for &red in reductions(t, m) {
                 let mut a = FlatFx::new(t, true, m, red);
                 let mut b = FlatFx::<f64>::of(t, true, m, red);
@@ -306,7 +306,7 @@ const CUTS: [(usize, usize); 3] = [(0, 4), (4, 9), (9, N)];
 #[test]
 fn three_phases_equal_the_one_call_result() {
     for &t in TASKS {
-        for m in MODES {
+        for &m in MODES {
             for &red in reductions(t, m) {
                 // The one-call result, through the C ABI.
                 let mut one = FlatFx::new(t, true, m, red);
@@ -361,7 +361,7 @@ fn three_phases_equal_the_one_call_result() {
 #[test]
 fn per_variable_equals_flat_with_masks() {
     for &t in TASKS {
-        for m in MODES {
+        for &m in MODES {
             for &red in reductions(t, m) {
                 // Flat, with has_grad masks (GARBAGE where absent).
                 let mut flat = FlatFx::new(t, true, m, red);

@@ -523,7 +523,7 @@ fn splits() -> &'static [&'static [(usize, usize)]] {
 #[test]
 fn per_variable_f64_equals_flat_f64_with_masks() {
     for &t in TASKS {
-        for m in MODES {
+        for &m in MODES {
             for &red in reductions(t, m) {
                 let mut flat = FlatFx::<f64>::of(t, true, m, red);
                 assert_eq!(run(&mut flat, FlatArgs::merge), PCGRAD_OK);
@@ -561,7 +561,7 @@ fn per_variable_phases_equal_the_one_call_result() {
 
 fn phases_equal_one_call<E: VElem>() {
     for &t in TASKS {
-        for m in MODES {
+        for &m in MODES {
             for &red in reductions(t, m) {
                 let mut one = Vp::<E>::new(t);
                 assert_eq!(one.one_call(m, red, false), PCGRAD_OK);
