@@ -178,7 +178,7 @@ fn sizes_match_the_rust_api() {
 
 /// Both reductions; under Miri (slow) one per (T, mode) pair,
 /// alternating, so that each still meets every T and every mode.
-fn reductions(t: usize, m: M) -> &'static [u32] {
+pub(super) fn reductions(t: usize, m: M) -> &'static [u32] {
     const BOTH: [u32; 2] = [PCGRAD_REDUCTION_MEAN, PCGRAD_REDUCTION_SUM];
     if cfg!(miri) {
         let k = (t + m as usize) % 2;
@@ -201,7 +201,7 @@ fn flat_one_call_f64_matches_the_rust_api() {
 }
 
 /// The flat one-call entry points over `E` against `PcGrad` over `E`.
-fn flat_matches<E: CElem>() {
+pub(super) fn flat_matches<E: CElem>() {
     let mut projections = 0;
     for t in TASKS {
         for segmented in [false, true] {

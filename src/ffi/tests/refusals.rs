@@ -116,7 +116,7 @@ fn one_call_flat_f64_refuses_bad_input() {
 
 /// Every refusal of `pcgrad_merge_flat` / `pcgrad_project_flat` (or their
 /// `_f64` forms, for `E = f64`).
-fn flat_refusals<E: CElem>() {
+pub(super) fn flat_refusals<E: CElem>() {
     type Call<E> = fn(&FlatArgs<E>) -> pcgrad_status;
     for (call, project) in [
         (FlatArgs::merge as Call<E>, false),
