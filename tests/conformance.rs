@@ -9,6 +9,11 @@
 //! match the vectors' float64 results within 1e-5 of the largest absolute
 //! input value.
 //!
+//! With the `half` feature, every case is also rounded to bf16 and to f16
+//! and run through the same four paths in that type, against the float64
+//! reference of the rounded input, within the tolerance derived at
+//! [`half_tol`].
+//!
 //! This test has its own `main` (no libtest harness) so that its summary
 //! line, `conformance: K cases passed`, always shows in `cargo test` output.
 
@@ -281,6 +286,108 @@ fn run_case(case: &Case) {
     }
 }
 
+/// Half precision: the tolerance, derived. Let x be the case's gradients
+/// rounded to the format (unit roundoff u: 2^-8 for bf16, 2^-11 for f16),
+/// `ref` the float64 reference of x and `scale` = max |x|.
+///
+/// 1. Every bf16 and f16 value is an `f32`, and the library's Gram matrix
+///    and `f64` apply sums for x are bitwise those of its `f32` path on the
+///    same values (`src/kernels/half/tests.rs`). So the unrounded value v
+///    of each output is the one the `f32` path rounds, and that path is
+///    within TOL * scale of `ref` (asserted below on x itself): |v - ref|
+///    <= TOL * scale + 2^-24 |v|.
+/// 2. The half output is v rounded once, to nearest:
+///    |out - v| <= u |v| + eta, eta half the format's smallest subnormal
+///    step (2^-25 for f16, 2^-134 for bf16).
+/// 3. Together, with |v| <= |ref| + TOL * scale + 2^-24 |v|:
+///    |out - ref| <= (u + 2^-23) |ref| + 2 TOL * scale + eta,
+///    per element: 2^-8 (+ 2^-23) of the value plus 2e-5 of the largest
+///    input for bf16, 2^-11 (+ 2^-23) plus 2e-5 (+ 2^-25) for f16.
+#[cfg(feature = "half")]
+fn half_tol(f: &HalfFormat, want: f64, scale: f64) -> f64 {
+    (f.unit + 2f64.powi(-23)) * want.abs() + 2.0 * TOL * scale + f.eta
+}
+
+/// One half format of the conformance run.
+#[cfg(feature = "half")]
+struct HalfFormat {
+    name: &'static str,
+    /// Unit roundoff u.
+    unit: f64,
+    /// Half the smallest subnormal step.
+    eta: f64,
+    /// The largest error seen, as a fraction of its tolerance.
+    worst: f64,
+}
+
+/// The case rounded to `H`, through every path in `H`, against the
+/// float64 reference of the rounded input ([`half_tol`]).
+#[cfg(feature = "half")]
+fn run_half<H: pcgrad::Element>(case: &Case, f: &mut HalfFormat) {
+    let mut ph = case.problem.clone();
+    for x in &mut ph.grads {
+        *x = pcgrad::Element::to_f64(H::from_f64(*x));
+    }
+    let p = &ph;
+    let m = &case.mode;
+    let scale = max_abs(&p.grads).max(f64::MIN_POSITIVE);
+    let r = reference::reference(p, &common::ref_mode(p.tasks, m), case.mean);
+    let name = f.name;
+    // Step 1's premise, on the rounded input.
+    check(
+        case,
+        &format!("f32 path on the {name}-rounded input: merged"),
+        &common::run_merge::<f32>(p, m, case.mean).merged,
+        &r.merged,
+        TOL * scale,
+    );
+    let mut within = |what: &str, got: &[f64], want: &[f64]| {
+        assert_eq!(got.len(), want.len());
+        for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let (e, bound) = ((g - w).abs(), half_tol(f, w, scale));
+            assert!(
+                g == w || e <= bound,
+                "conformance case {} in {name}: {what} differs at index {k}: got {g:e}, want {w:e} (tolerance {bound:e})",
+                case.name
+            );
+            if g != w {
+                f.worst = f.worst.max(e / bound);
+            }
+        }
+    };
+    within(
+        "merge",
+        &common::run_merge::<H>(p, m, case.mean).merged,
+        &r.merged,
+    );
+    let out = common::run_project::<H>(p, m, case.mean);
+    within("project: merged", &out.merged, &r.merged);
+    within(
+        "project: projected",
+        out.projected.as_deref().unwrap_or(&[]),
+        &r.projected,
+    );
+    let out = common::run_per_variable::<H>(p, m, case.mean);
+    within("per-variable merge", &out.merged, &r.merged);
+    let out = common::run_per_variable_project::<H>(p, m, case.mean);
+    within("per-variable project: merged", &out.merged, &r.merged);
+    let masked = common::mask_projected(p, &r.projected);
+    within(
+        "per-variable project: projected",
+        out.projected.as_deref().unwrap_or(&[]),
+        &masked,
+    );
+    let stats = common::run_merge::<H>(p, m, case.mean).stats;
+    if r.margin >= STATS_MARGIN {
+        assert_eq!(
+            (stats.conflicting_pairs, stats.projections),
+            (r.conflicting_pairs, r.projections),
+            "conformance case {} in {name}: stats differ from the reference",
+            case.name
+        );
+    }
+}
+
 fn main() {
     let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/conformance");
     let mut files = json_files(&builtin);
@@ -299,11 +406,38 @@ fn main() {
         );
         files.extend(more);
     }
+    #[cfg(feature = "half")]
+    let mut formats = [
+        HalfFormat {
+            name: "bf16",
+            unit: 2f64.powi(-8),
+            eta: 2f64.powi(-134),
+            worst: 0.0,
+        },
+        HalfFormat {
+            name: "f16",
+            unit: 2f64.powi(-11),
+            eta: 2f64.powi(-25),
+            worst: 0.0,
+        },
+    ];
     let mut passed = 0;
     for file in &files {
         let case = load(file);
         run_case(&case);
+        #[cfg(feature = "half")]
+        {
+            run_half::<pcgrad::bf16>(&case, &mut formats[0]);
+            run_half::<pcgrad::f16>(&case, &mut formats[1]);
+        }
         passed += 1;
+    }
+    #[cfg(feature = "half")]
+    for f in &formats {
+        println!(
+            "conformance {}: {passed} rounded cases within tolerance, largest error {:.3} of it",
+            f.name, f.worst
+        );
     }
     println!("conformance: {passed} cases passed");
 }
