@@ -55,7 +55,7 @@
 //! |---------|---------|--------------|
 //! | `std` | yes | `impl std::error::Error for Error` |
 //! | `parallel` | no | implies `std`; the two passes on threads ([`PcGrad::threads`], [`parallel`]), bitwise the same result for every thread count |
-//! | `half` | no | [`bf16`] and [`f16`] gradients (the `half` crate's types) for every generic entry point: the `f32` kernels on blocks widened on the stack, the Gram in `f32` lanes per block and `f64` across blocks, outputs in the input's type rounded once |
+//! | `half` | no | `bf16` and `f16` gradients (the `half` crate's types) for every generic entry point: the `f32` kernels on blocks widened on the stack, the Gram in `f32` lanes per block and `f64` across blocks, outputs in the input's type rounded once |
 //! | `capi` | no | the C ABI, `ffi` (every `#[no_mangle]` `pcgrad_*` function); enabled by the `pcgrad-capi` crate that builds the C libraries, not meant for Rust users |
 //!
 //! Without default features the crate needs only `core`: no `alloc`, no

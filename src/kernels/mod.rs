@@ -108,7 +108,7 @@ mod sealed {
 }
 
 /// A gradient element type: `f32` (the fast path), `f64`, and with the
-/// `half` feature [`bf16`](crate::bf16) and [`f16`](crate::f16) (widened to
+/// `half` feature `pcgrad::bf16` and `pcgrad::f16` (widened to
 /// `f32` block by block for the `f32` kernels; outputs rounded once from
 /// `f64`).
 pub trait Element:
