@@ -243,3 +243,68 @@ fn pair_sum_and_fit_are_the_f32_ones() {
     assert!(block_fits(&[bf16::ZERO; 3]));
     assert!(!block_fits(&[bf16::NAN, bf16::ONE]));
 }
+
+/// The widening is exact for every bit pattern of both formats (NaN as
+/// NaN), against the `half` crate's own conversion.
+#[test]
+fn widening_is_exact_for_every_value() {
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    let mut out = std::vec![0.0f32; all.len()];
+    let h: Vec<f16> = all.iter().map(|&b| f16::from_bits(b)).collect();
+    f16::widen(&h, &mut out);
+    for (x, &y) in h.iter().zip(&out) {
+        assert!(
+            y.to_bits() == x.to_f32().to_bits() || (y.is_nan() && x.is_nan()),
+            "{x:?}"
+        );
+    }
+    let b: Vec<bf16> = all.iter().map(|&b| bf16::from_bits(b)).collect();
+    bf16::widen(&b, &mut out);
+    for (x, &y) in b.iter().zip(&out) {
+        assert!(
+            y.to_bits() == x.to_f32().to_bits() || (y.is_nan() && x.is_nan()),
+            "{x:?}"
+        );
+    }
+}
+
+/// Sums just past a midpoint of the half type, where the `f32` output of
+/// the kernel lands on the midpoint itself: the merged kernel must give
+/// the once-rounded value, first and later calls alike, on every kernel
+/// set.
+#[test]
+fn merge_rounds_once_past_a_midpoint() {
+    fn at<H: Half>(coef: f64, want: u16, bits: impl Fn(H) -> u16) {
+        let one = [H::one(); 70];
+        for k in kernels() {
+            for first in [true, false] {
+                let mut out = [H::zero(); 70];
+                let mut acc = [0.0f64; 70];
+                merge_rows(
+                    k,
+                    &mut out,
+                    &mut acc,
+                    [&one; 4],
+                    [coef, 0.0, 0.0, 0.0],
+                    1,
+                    first,
+                    Some(1.0),
+                );
+                assert!(
+                    out.iter().all(|&o| bits(o) == want),
+                    "{k:?} {coef:e} first={first}: {:#06x}",
+                    bits(out[0])
+                );
+            }
+        }
+    }
+    let tiny = 2f64.powi(-30);
+    at::<bf16>(1.0 + 2f64.powi(-8) + tiny, 0x3F81, bf16::to_bits);
+    at::<bf16>(-(1.0 + 2f64.powi(-8) + tiny), 0xBF81, bf16::to_bits);
+    at::<bf16>(1.0 + 3.0 * 2f64.powi(-8) - tiny, 0x3F81, bf16::to_bits);
+    at::<f16>(1.0 + 2f64.powi(-11) + tiny, 0x3C01, f16::to_bits);
+    // f16 subnormals: 1.5 steps of 2^-24, and a hair above.
+    at::<f16>(3.0 * 2f64.powi(-25), 0x0002, f16::to_bits);
+    at::<f16>(3.0 * 2f64.powi(-25) + 2f64.powi(-45), 0x0002, f16::to_bits);
+    at::<f16>(2f64.powi(-25) + 2f64.powi(-45), 0x0001, f16::to_bits);
+}
