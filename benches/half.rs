@@ -15,24 +15,19 @@ use pcgrad::{bf16, f16, Element, Flat, Layout, PpcGrad};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// Gradients with conflicts (as benches/pcgrad.rs), rounded to `F`.
+/// T x N gradients rounded to `F`: a shared direction whose sign
+/// alternates between tasks (so tasks conflict) plus per-task noise, from
+/// an integer hash (no state).
 fn make_grads<F: Element>(tasks: usize, dim: usize) -> Vec<F> {
-    let mut s: u32 = 7;
-    let mut next = move || {
-        s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-    };
-    let shared: Vec<f32> = (0..dim).map(|_| next()).collect();
-    let mut out = Vec::with_capacity(tasks * dim);
-    for t in 0..tasks {
-        let sign = if t % 2 == 1 { -0.7 } else { 0.9 };
-        out.extend(
-            shared
-                .iter()
-                .map(|&c| F::from_f64(f64::from(sign * c + next()))),
-        );
-    }
-    out
+    let unit =
+        |k: u64| (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64 - 0.5;
+    (0..tasks * dim)
+        .map(|k| {
+            let (t, c) = (k / dim, (k % dim) as u64);
+            let sign = if t % 2 == 1 { -0.7 } else { 0.9 };
+            F::from_f64(sign * unit(c) + unit(c ^ ((t as u64 + 1) << 40)))
+        })
+        .collect()
 }
 
 fn one<F: Element>(
