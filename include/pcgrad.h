@@ -653,6 +653,124 @@ enum pcgrad_status pcgrad_project_flat_f64(const struct pcgrad_config *config,
                                            size_t workspace_len);
 
 /**
+ * `pcgrad_merge_flat` over bfloat16 gradients: the same arguments, checks,
+ * statuses and overlap rules, with `grads` (T * N values) and `merged` (N
+ * values) holding bfloat16 bit patterns as `uint16_t` (the storage of
+ * `torch.bfloat16` and of GCC's and Clang's `__bf16`), used in place,
+ * never copied. The Gram matrix is the one `pcgrad_merge_flat` computes for the
+ * same values as floats (float lanes per block of 256 columns, double
+ * across blocks); each merged value is rounded once, to nearest even,
+ * from its double sum.
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_merge_flat_bf16(const struct pcgrad_config *config,
+                                          const uint16_t *grads,
+                                          size_t grads_len,
+                                          const size_t *segments,
+                                          size_t segments_len,
+                                          const uint8_t *has_grad,
+                                          size_t has_grad_len,
+                                          size_t tasks,
+                                          size_t dim,
+                                          uint16_t *merged,
+                                          size_t merged_len,
+                                          struct pcgrad_stats *stats,
+                                          double *matrix,
+                                          size_t matrix_len,
+                                          double *workspace,
+                                          size_t workspace_len);
+
+/**
+ * `pcgrad_merge_flat` over IEEE binary16 (half) gradients: the same arguments, checks,
+ * statuses and overlap rules, with `grads` (T * N values) and `merged` (N
+ * values) holding IEEE binary16 (half) bit patterns as `uint16_t` (the storage of
+ * `torch.float16`, `numpy.float16` and `_Float16`), used in place, never
+ * copied. The Gram matrix is the one `pcgrad_merge_flat` computes for the
+ * same values as floats (float lanes per block of 256 columns, double
+ * across blocks); each merged value is rounded once, to nearest even,
+ * from its double sum.
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_merge_flat_f16(const struct pcgrad_config *config,
+                                         const uint16_t *grads,
+                                         size_t grads_len,
+                                         const size_t *segments,
+                                         size_t segments_len,
+                                         const uint8_t *has_grad,
+                                         size_t has_grad_len,
+                                         size_t tasks,
+                                         size_t dim,
+                                         uint16_t *merged,
+                                         size_t merged_len,
+                                         struct pcgrad_stats *stats,
+                                         double *matrix,
+                                         size_t matrix_len,
+                                         double *workspace,
+                                         size_t workspace_len);
+
+/**
+ * `pcgrad_project_flat` over bfloat16 gradients: the same arguments, checks,
+ * statuses and overlap rules, with `grads` and `merged` holding bfloat16
+ * bit patterns as `uint16_t` (as `pcgrad_merge_flat_bf16`). Each projected
+ * and merged value is rounded once, to nearest even, from its double
+ * value; the merged output is bitwise `pcgrad_merge_flat_bf16`'s.
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_project_flat_bf16(const struct pcgrad_config *config,
+                                            uint16_t *grads,
+                                            size_t grads_len,
+                                            const size_t *segments,
+                                            size_t segments_len,
+                                            const uint8_t *has_grad,
+                                            size_t has_grad_len,
+                                            size_t tasks,
+                                            size_t dim,
+                                            uint16_t *merged,
+                                            size_t merged_len,
+                                            struct pcgrad_stats *stats,
+                                            double *matrix,
+                                            size_t matrix_len,
+                                            double *workspace,
+                                            size_t workspace_len);
+
+/**
+ * `pcgrad_project_flat` over IEEE binary16 (half) gradients: the same arguments, checks,
+ * statuses and overlap rules, with `grads` and `merged` holding IEEE binary16 (half)
+ * bit patterns as `uint16_t` (as `pcgrad_merge_flat_f16`). Each projected
+ * and merged value is rounded once, to nearest even, from its double
+ * value; the merged output is bitwise `pcgrad_merge_flat_f16`'s.
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_project_flat_f16(const struct pcgrad_config *config,
+                                           uint16_t *grads,
+                                           size_t grads_len,
+                                           const size_t *segments,
+                                           size_t segments_len,
+                                           const uint8_t *has_grad,
+                                           size_t has_grad_len,
+                                           size_t tasks,
+                                           size_t dim,
+                                           uint16_t *merged,
+                                           size_t merged_len,
+                                           struct pcgrad_stats *stats,
+                                           double *matrix,
+                                           size_t matrix_len,
+                                           double *workspace,
+                                           size_t workspace_len);
+
+/**
  * Projects and merges per-variable gradients: `grads[t * S + s]` points at
  * task t's gradient for variable s (`segments[s]` floats), or is NULL when
  * the task has none for that variable (TensorFlow's `None`, an unset

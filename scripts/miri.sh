@@ -42,7 +42,7 @@ cargo +nightly miri --version
 cargo +nightly miri setup
 t0=$SECONDS
 MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" \
-    cargo +nightly miri test -p pcgrad --lib --features capi,libm/force-soft-floats ffi::
+    cargo +nightly miri test -p pcgrad --lib --features capi,half,libm/force-soft-floats ffi::
 echo "miri: ffi tests passed in $((SECONDS - t0)) s"
 
 # The threaded passes (feature `parallel`) on 2 and 3 scoped worker

@@ -45,20 +45,22 @@ step "clippy" cargo clippy --all-targets -- -D warnings
 # expects exactly the portable kernels.
 step "core without default features (no std, no parallel): every test" \
     env PCGRAD_EXPECT_ISA=portable cargo test --release -p pcgrad --no-default-features
-step "core with parallel and the C ABI: every test, threads bitwise equal for 1/2/3/7" \
-    cargo test --release -p pcgrad --features parallel,capi
+step "core with parallel, the C ABI and half precision: every test, threads bitwise equal for 1/2/3/7" \
+    cargo test --release -p pcgrad --features parallel,capi,half
 step "C library crate: header and ABI tests" cargo test --release -p pcgrad-capi
 step "MSRV build (rust-version 1.89)" \
     cargo +1.89 build --locked --release -p pcgrad -p pcgrad-capi --target-dir "${CARGO_TARGET_DIR:-target}/msrv"
 step "docs (missing docs are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 step "no_std link check (thumbv7em-none-eabihf, no allocator)" \
     cargo build --release --manifest-path tests/no_std_link/Cargo.toml --target thumbv7em-none-eabihf
+step "no_std build with bf16/f16 (feature half, thumbv7em-none-eabihf)" \
+    cargo build --release -p pcgrad --no-default-features --features half --target thumbv7em-none-eabihf
 
 # --- more suites are added below this line ------------------------------------
 step "core without default features: clippy" \
     cargo clippy -p pcgrad --all-targets --no-default-features -- -D warnings
 step "scalar kernels (the Cortex-M path) on the host: every test" \
-    env RUSTFLAGS="--cfg pcgrad_scalar" CARGO_TARGET_DIR="$scalar_target" cargo test --release -p pcgrad --features parallel
+    env RUSTFLAGS="--cfg pcgrad_scalar" CARGO_TARGET_DIR="$scalar_target" cargo test --release -p pcgrad --features parallel,half
 step "roofline benchmark, quick set (runs only, asserts nothing on time)" \
     cargo run --release --features parallel --example roofline -- --quick
 step "benches compile" cargo bench --no-run --features parallel,capi

@@ -55,6 +55,7 @@
 //! |---------|---------|--------------|
 //! | `std` | yes | `impl std::error::Error for Error` |
 //! | `parallel` | no | implies `std`; the two passes on threads ([`PcGrad::threads`], [`parallel`]), bitwise the same result for every thread count |
+//! | `half` | no | `bf16` and `f16` gradients (the `half` crate's types) for every generic entry point: the `f32` kernels on blocks widened on the stack, the Gram in `f32` lanes per block and `f64` across blocks, outputs in the input's type rounded once |
 //! | `capi` | no | the C ABI, `ffi` (every `#[no_mangle]` `pcgrad_*` function); enabled by the `pcgrad-capi` crate that builds the C libraries, not meant for Rust users |
 //!
 //! Without default features the crate needs only `core`: no `alloc`, no
@@ -91,6 +92,10 @@ mod rng;
 pub use api::{cosine_matrix, pack, unflatten, workspace_gram, workspace_len, PcGrad, PpcGrad};
 pub use engine::{Mode, Order, Reduction, Stats};
 pub use error::{Error, Result};
+/// The half-precision element types (feature `half`), from the `half`
+/// crate: bf16 (8-bit significand, the range of `f32`) and IEEE binary16.
+#[cfg(feature = "half")]
+pub use half::{bf16, f16};
 pub use kernels::Element;
 pub use layout::{
     Flat, FlatMut, Gradients, GradientsMut, Layout, PerVariable, PerVariableMut, Segment,

@@ -117,12 +117,13 @@ pub unsafe extern "C" fn pcgrad_merge_flat_f64(
     }
 }
 
-/// The one body of `pcgrad_merge_flat` and `pcgrad_merge_flat_f64`.
+/// The one body of `pcgrad_merge_flat` and its `_f64`, `_bf16` and `_f16`
+/// twins.
 ///
 /// # Safety
 ///
 /// As `pcgrad_merge_flat`.
-unsafe fn merge_flat<F: Element>(
+pub(super) unsafe fn merge_flat<F: Element>(
     config: *const pcgrad_config,
     grads: *const F,
     grads_len: usize,
@@ -281,12 +282,13 @@ pub unsafe extern "C" fn pcgrad_project_flat_f64(
     }
 }
 
-/// The one body of `pcgrad_project_flat` and `pcgrad_project_flat_f64`.
+/// The one body of `pcgrad_project_flat` and its `_f64`, `_bf16` and
+/// `_f16` twins.
 ///
 /// # Safety
 ///
 /// As `pcgrad_merge_flat`.
-unsafe fn project_flat<F: Element>(
+pub(super) unsafe fn project_flat<F: Element>(
     config: *const pcgrad_config,
     grads: *mut F,
     grads_len: usize,

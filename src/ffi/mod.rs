@@ -75,6 +75,10 @@ mod sizes;
 /// The one-call flat entry points.
 mod flat;
 
+/// The flat entry points over bf16 and f16 (`uint16_t`) gradients.
+#[cfg(feature = "half")]
+mod half;
+
 /// The one-call per-variable entry points, pack and unflatten.
 mod vars;
 
@@ -85,6 +89,8 @@ mod phases;
 mod methods;
 
 pub use flat::*;
+#[cfg(feature = "half")]
+pub use half::*;
 pub use methods::*;
 pub use phases::*;
 pub use sizes::*;

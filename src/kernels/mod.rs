@@ -107,7 +107,10 @@ mod sealed {
     }
 }
 
-/// A gradient element type: `f32` (the fast path) or `f64`.
+/// A gradient element type: `f32` (the fast path), `f64`, and with the
+/// `half` feature `pcgrad::bf16` and `pcgrad::f16` (widened to
+/// `f32` block by block for the `f32` kernels; outputs rounded once from
+/// `f64`).
 pub trait Element:
     Float + Default + Send + Sync + core::fmt::Debug + 'static + sealed::Sealed
 {
@@ -592,6 +595,9 @@ pub mod wide;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[allow(unsafe_code)]
 pub mod x86;
+
+#[cfg(feature = "half")]
+mod half;
 
 #[cfg(test)]
 mod tests;

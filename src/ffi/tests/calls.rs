@@ -189,7 +189,7 @@ fn flat_one_call_f64_matches_the_rust_api() {
 }
 
 /// The flat one-call entry points over `E` against `PcGrad` over `E`.
-fn flat_matches<E: CElem>() {
+pub(super) fn flat_matches<E: CElem>() {
     let mut projections = 0;
     for &t in TASKS {
         for segmented in [false, true] {

@@ -97,7 +97,8 @@ fn mask_bytes(t: usize) -> Vec<u8> {
 }
 
 /// The gradient element of a flat fixture: `f32` for the plain entry
-/// points, `f64` for the `_f64` ones.
+/// points, `f64` for the `_f64` ones, `bf16` and `f16` for the `_bf16` and
+/// `_f16` ones (whose `uint16_t` pointers the element pointers cast to).
 trait CElem: crate::Element {
     /// The output sentinel.
     const SENT: Self;
@@ -128,7 +129,7 @@ macro_rules! celem {
                 unsafe {
                     $merge(
                         a.config(),
-                        a.grads,
+                        a.grads.cast(),
                         a.grads_len,
                         a.segments,
                         a.segments_len,
@@ -136,7 +137,7 @@ macro_rules! celem {
                         a.has_grad_len,
                         a.tasks,
                         a.dim,
-                        a.merged,
+                        a.merged.cast(),
                         a.merged_len,
                         a.stats,
                         a.matrix,
@@ -151,7 +152,7 @@ macro_rules! celem {
                 unsafe {
                     $project(
                         a.config(),
-                        a.grads,
+                        a.grads.cast(),
                         a.grads_len,
                         a.segments,
                         a.segments_len,
@@ -159,7 +160,7 @@ macro_rules! celem {
                         a.has_grad_len,
                         a.tasks,
                         a.dim,
-                        a.merged,
+                        a.merged.cast(),
                         a.merged_len,
                         a.stats,
                         a.matrix,
@@ -174,6 +175,20 @@ macro_rules! celem {
 }
 celem!(f32, SENT32, pcgrad_merge_flat, pcgrad_project_flat);
 celem!(f64, SENT64, pcgrad_merge_flat_f64, pcgrad_project_flat_f64);
+#[cfg(feature = "half")]
+celem!(
+    ::half::bf16,
+    ::half::bf16::from_f32_const(SENT32),
+    pcgrad_merge_flat_bf16,
+    pcgrad_project_flat_bf16
+);
+#[cfg(feature = "half")]
+celem!(
+    ::half::f16,
+    ::half::f16::from_f32_const(SENT32),
+    pcgrad_merge_flat_f16,
+    pcgrad_project_flat_f16
+);
 
 /// `grads` in the element type `E` (exact: every value is a multiple of
 /// 1/8 or `GARBAGE`).
@@ -1078,6 +1093,8 @@ impl UnArgs {
 }
 
 mod calls;
+#[cfg(feature = "half")]
+mod half;
 mod methods;
 mod refusals;
 mod vars_phases;

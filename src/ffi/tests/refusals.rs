@@ -114,9 +114,17 @@ fn one_call_flat_f64_refuses_bad_input() {
     flat_refusals::<f64>();
 }
 
+/// The first address at or after `p` aligned for a `u32` (never
+/// dereferenced by the tests).
+fn aligned_u32<T>(p: *mut T) -> *const u32 {
+    let b = p.cast_const().cast::<u8>();
+    b.wrapping_add(b.align_offset(core::mem::align_of::<u32>()))
+        .cast()
+}
+
 /// Every refusal of `pcgrad_merge_flat` / `pcgrad_project_flat` (or their
 /// `_f64` forms, for `E = f64`).
-fn flat_refusals<E: CElem>() {
+pub(super) fn flat_refusals<E: CElem>() {
     type Call<E> = fn(&FlatArgs<E>) -> pcgrad_status;
     for (call, project) in [
         (FlatArgs::merge as Call<E>, false),
@@ -192,15 +200,17 @@ fn flat_refusals<E: CElem>() {
             fx.cfg.check_finite = 1;
             fails(&mut fx, PCGRAD_ERROR_NON_FINITE, call, |_| {});
         }
-        // The explicit table may not lie in an output.
+        // The explicit table may not lie in an output (at its first
+        // address aligned for a `u32`: a buffer of 2-byte elements need
+        // not be).
         let mut fx = FlatFx::<E>::of(t, true, M::Explicit, 0);
         fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
-            a.cfg.order_table = a.merged.cast_const().cast()
+            a.cfg.order_table = aligned_u32(a.merged)
         });
         if project {
             // The in-place gradients are an output too.
             fails(&mut fx, PCGRAD_ERROR_OVERLAP, call, |a| {
-                a.cfg.order_table = a.grads.cast_const().cast()
+                a.cfg.order_table = aligned_u32(a.grads)
             });
         } else {
             // ... but inputs may overlap each other.
