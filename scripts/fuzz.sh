@@ -53,6 +53,8 @@ for t in "${targets[@]}"; do
     if ! env "${env[@]}" cargo +nightly fuzz run "$bin" "${dirs[@]}" -- \
         -dict=floats.dict "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1; then
+        # The assertion message comes before the long stack trace.
+        grep -m1 -A4 'panicked at' "$log" || true
         tail -n 60 "$log"
         echo "fuzz: target $t FAILED (input in fuzz/artifacts/$bin/)"
         exit 1
