@@ -780,3 +780,33 @@ fn aggregate_vars_pcgrad_with_a_config() {
     assert_eq!(s, PCGRAD_ERROR_NON_FINITE);
     assert!(out.iter().all(|x| x.to_bits() == SENT32.to_bits()));
 }
+
+/// The size queries check the kind and the Aligned-MTL scale too, and
+/// write nothing when they refuse.
+#[test]
+fn size_queries_refuse_bad_enums() {
+    let mut st = State::new(2);
+    let mut bad_kind = c_method(PCGRAD_METHOD_RANDOM + 1, &mut st);
+    bad_kind.kind = PCGRAD_METHOD_RANDOM + 1;
+    let mut bad_scale = c_method(PCGRAD_METHOD_ALIGNED_MTL, &mut st);
+    bad_scale.scale = PCGRAD_ALIGNED_SCALE_MEAN + 1;
+    for m in [bad_kind, bad_scale] {
+        for aggregate in [false, true] {
+            let mut n = 777usize;
+            // SAFETY: both pointers are live locals.
+            let s = unsafe {
+                if aggregate {
+                    pcgrad_aggregate_workspace_len(&m, 2, &mut n)
+                } else {
+                    pcgrad_method_workspace_len(&m, 2, &mut n)
+                }
+            };
+            assert_eq!(
+                s, PCGRAD_ERROR_INVALID_ENUM,
+                "kind {} scale {}",
+                m.kind, m.scale
+            );
+            assert_eq!(n, 777);
+        }
+    }
+}
