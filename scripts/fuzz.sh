@@ -14,9 +14,11 @@
 # `check` is the run of the test command: every seed input once, then a
 # bounded search for new inputs from the seeds alone, a fixed number of
 # executions per target (CHECK_RUNS below, about 20 s each on a 2-core
-# machine) with a fixed libFuzzer seed (CHECK_SEED), so that the same
-# code meets the same inputs on every run. New inputs go to a temporary
-# directory that is removed afterwards (the campaign corpus is not read).
+# machine) with a fixed libFuzzer seed (CHECK_SEED): a bounded run with
+# the same mutation sequence every time (the inputs it explores can still
+# differ a little between runs, since coverage feedback depends on where
+# the buffers land). New inputs go to a temporary directory that is
+# removed afterwards (the campaign corpus is not read).
 #
 # Needs a nightly toolchain and cargo-fuzz (pinned below); installs both
 # when missing. Prints the executions of each target and the total.
@@ -27,12 +29,12 @@ CARGO_FUZZ_VERSION=0.13.2
 # The check run: executions per target (seed inputs included) and the
 # libFuzzer seed.
 declare -A CHECK_RUNS=(
-    [ffi_flat]=6000
-    [ffi_vars]=14000
-    [ffi_phases]=5000
-    [rust_api]=12000
-    [differential]=6000
-    [differential-scalar]=6000
+    [ffi_flat]=10000
+    [ffi_vars]=15000
+    [ffi_phases]=10000
+    [rust_api]=20000
+    [differential]=15000
+    [differential-scalar]=15000
 )
 CHECK_SEED=20260101
 secs=${1:-60}
