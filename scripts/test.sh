@@ -70,7 +70,7 @@ step "Cortex-M4 firmware in QEMU (Rust and C), footprint table" scripts/firmware
 step "Miri over the FFI tests and the threaded passes (2 and 3 workers)" scripts/miri.sh
 step "Python package: pip install ./python, pytest (conformance, API, torch)" scripts/python-test.sh
 step "ThreadSanitizer: parallel tests, concurrent C callers, train.c" scripts/tsan.sh
-step "fuzz targets (ASan, libFuzzer): every seed input once (campaigns: scripts/fuzz.sh SECONDS)" scripts/fuzz.sh 0
+step "fuzz targets (ASan, libFuzzer): every seed once, then a fixed-seed bounded search per target (campaigns: scripts/fuzz.sh SECONDS)" scripts/fuzz.sh check
 
 echo
 echo "test summary:"

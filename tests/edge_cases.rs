@@ -587,3 +587,41 @@ fn direct_loop_helper_matches_the_reference() {
         }
     }
 }
+
+/// Many tasks (T = 70, so 18 groups of four rows): the Gram pass packs
+/// fewer fit bits per group (16 instead of 32) to keep every group's bits
+/// in one word array; the Gram matrix and the merged result still match
+/// the float64 reference, over two column blocks.
+#[test]
+fn seventy_tasks_gram_and_merge_match_the_reference() {
+    let (t, n) = (70usize, 300usize);
+    let mut s = 0x1234_5678u32;
+    let grads: Vec<f64> = (0..t * n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5) as f64
+        })
+        .collect();
+    let p = Problem {
+        tasks: t,
+        dim: n,
+        segments: vec![n],
+        has_grad: vec![true; t],
+        grads,
+    };
+    let r = reference::reference(&p, &RefMode::Simultaneous, true);
+    let out = common::run_merge::<f32>(&p, &LibMode::Simultaneous, true);
+    let gram = workspace_gram(&out.workspace, t).unwrap();
+    for i in 0..t {
+        for j in 0..t {
+            let scale = (r.gram[i * t + i] * r.gram[j * t + j]).sqrt();
+            let e = (gram[i * t + j] - r.gram[i * t + j]).abs();
+            assert!(e <= 1e-6 * scale, "gram[{i}][{j}]: {e:e}");
+        }
+    }
+    let scale = max_abs(&p.grads);
+    for (k, (&g, &w)) in out.merged.iter().zip(&r.merged).enumerate() {
+        assert!((g - w).abs() <= 1e-5 * scale, "merged[{k}] {g} vs {w}");
+    }
+    assert_eq!(out.stats.conflicting_pairs, r.conflicting_pairs);
+}

@@ -70,8 +70,8 @@ fn gram_partials_combine_bitwise_on_2_and_3_workers() {
     let r = reference::reference(&p, &RefMode::Simultaneous, true);
     let scale = r.gram[0].abs().max(r.gram[3].abs());
     // The Gram pass sums f32 products in f32 within a block of 256 columns
-    // (in one accumulator per pair with the scalar kernels), then in f64:
-    // within 257 units of f32 rounding of the scale.
+    // (at most 32 per lane of 8, in the SIMD and the scalar kernels alike),
+    // then in f64: within 257 units of f32 rounding of the scale.
     let tol = 257.0 / (1u64 << 24) as f64;
     for (k, (w, g)) in want.iter().zip(&r.gram).enumerate() {
         assert!(

@@ -254,7 +254,15 @@ fn run(data: &[u8]) {
             misaligned: false,
             reduction: red,
         };
+        // The projecting call's `merged` is optional: cut to length 0
+        // (and nothing else broken) it is absent, a valid call.
+        let mut absent_projection = None;
         if broken(&mut b, &mut a, n) {
+            let absent = project
+                && a.len == 0
+                && (a.lo, a.hi, a.len2, a.null, a.misaligned, a.reduction)
+                    == (lo, hi, tl, false, false, red);
+            let saved = arena.read::<f32>(grads_buf, t * n);
             let before = arena.snapshot();
             let tp = bad_ptr(&a, tile);
             // SAFETY: as above; a length never exceeds its buffer.
@@ -301,7 +309,18 @@ fn run(data: &[u8]) {
                     )
                 }
             };
-            fail_unchanged(&arena, &before, st, "phase 3 (broken)");
+            if absent {
+                // It projects as the call with `merged` below does, and
+                // writes nothing else; the columns are then restored for
+                // that call.
+                assert_eq!(st, ok, "phase 3 with merged absent (length 0)");
+                let allowed = [arena.span(tile_buf), arena.span(grads_buf)];
+                arena.assert_unchanged(&before, &allowed, "phase 3, merged absent");
+                absent_projection = Some(arena.read::<f32>(grads_buf, t * n));
+                arena.write(grads_buf, &saved);
+            } else {
+                fail_unchanged(&arena, &before, st, "phase 3 (broken)");
+            }
         }
         let before = arena.snapshot();
         // SAFETY: every argument valid.
@@ -354,6 +373,16 @@ fn run(data: &[u8]) {
             allowed.push(arena.span(grads_buf));
         }
         arena.assert_unchanged(&before, &allowed, "phase 3");
+        if let Some(want) = absent_projection {
+            // Bitwise, every NaN as one value (its payload is not promised).
+            let got = arena.read::<f32>(grads_buf, t * n);
+            let bits = |v: &[f32]| -> Vec<u32> {
+                v.iter()
+                    .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+                    .collect()
+            };
+            assert_eq!(bits(&got), bits(&want), "phase 3: merged absent vs present");
+        }
     }
     let merged = arena.read::<f32>(merged_buf, n);
     let projected = arena.read::<f32>(grads_buf, t * n);

@@ -65,16 +65,16 @@ fn run(data: &[u8]) {
     } else if b.bool() {
         need + 1 + b.below(64)
     } else {
-        valid = false;
+        // Short (checked below, against the variables the call reads).
         need - 1 - b.below(need)
     };
     let ws_buf = arena.alloc(8 * ws_len);
     arena.finish();
 
-    let (grads_len, bad) = mutate_len(&mut b, t * s);
-    valid &= !bad;
-    let (seg_len, bad) = mutate_len(&mut b, s);
-    valid &= !bad;
+    // The three table lengths: whether they describe the drawn problem
+    // is decided below, once all three are known.
+    let (mut grads_len, grads_bad) = mutate_len(&mut b, t * s);
+    let (seg_len, seg_bad) = mutate_len(&mut b, s);
     let want_merged = !project || b.bool();
     let (merged_len, bad) = if want_merged {
         mutate_len(&mut b, s)
@@ -84,7 +84,35 @@ fn run(data: &[u8]) {
     // An optional table of length 0 is absent whatever its pointer (the
     // header's rule): only the projecting call's `merged` is optional.
     let merged_absent = project && merged_len == 0;
-    valid &= !(bad && !merged_absent);
+    let merged_bad = bad && !merged_absent;
+    // The library knows S only as `segments_len` (and T as `tasks`), so
+    // mutated lengths that agree with each other describe another
+    // problem, not a length mismatch. With T = 1 a table one shorter is
+    // T * (S - 1) long: a call whose three tables are all one short
+    // (`merged` possibly absent) is a valid call on the first S - 1
+    // variables (for S = 1: no variable, N = 0). Any other agreeing
+    // mutation (T = 1 with every table one longer, `tasks` = T + 1 with
+    // the tables re-cut) would have the library read past the harness's
+    // buffers, a call the contract rules out: `grads_len` is then made
+    // one longer than the call's T * S, which is refused before any
+    // table is read.
+    let agrees = tasks > 0
+        && grads_len == tasks * seg_len
+        && (merged_len == seg_len || merged_absent);
+    let prefix = agrees && tasks == t && seg_len < s;
+    if agrees && !prefix && (tasks, seg_len) != (t, s) {
+        grads_len = tasks * seg_len + 1;
+    }
+    // The variables the library reads.
+    let sc = if prefix { seg_len } else { s };
+    valid &= prefix || !(grads_bad || seg_bad || merged_bad);
+    let mut need_call = 0usize;
+    // SAFETY: `need_call` is a valid out pointer.
+    assert_eq!(
+        unsafe { pcgrad_workspace_len_vars(t, sc, &mut need_call) },
+        pcgrad_status::PCGRAD_OK
+    );
+    valid &= ws_len >= need_call;
     let want_stats = b.bool();
     let want_matrix = b.bool();
     let (matrix_len, bad) = if want_matrix {
@@ -100,6 +128,8 @@ fn run(data: &[u8]) {
     let config = cfg.place(&mut arena);
     let mut cell_ptrs: Vec<*mut f32> = Vec::new();
     let mut moved = false;
+    // Only the cells and outputs of the variables read count.
+    let read = |c: usize| c % s < sc;
     let mut overlap_targets: Vec<Buf> = cells.iter().flatten().copied().collect();
     if want_merged {
         overlap_targets.extend(&outs);
@@ -132,8 +162,8 @@ fn run(data: &[u8]) {
         // A NULL cell is a task without that variable: valid, but then
         // the reference differs; keep the cell as it is instead.
         let p = if p == Ptr::Null { Ptr::Own } else { p };
-        valid &= !(bad && p != Ptr::Own);
-        moved |= p != Ptr::Own;
+        valid &= !(bad && p != Ptr::Own && read(c));
+        moved |= p != Ptr::Own && read(c);
         cell_ptrs.push(arena.resolve(Some(buf), p));
     }
     let mut out_ptrs: Vec<*mut f32> = Vec::new();
@@ -150,8 +180,8 @@ fn run(data: &[u8]) {
             (Ptr::Own, false)
         };
         // An absent table's entries are never read.
-        valid &= !(bad && !merged_absent);
-        moved |= p != Ptr::Own;
+        valid &= !(bad && !merged_absent && k < sc);
+        moved |= p != Ptr::Own && k < sc;
         out_ptrs.push(arena.resolve(Some(buf), p));
     }
     arena.write(grads_arr, &cell_ptrs);
@@ -199,13 +229,13 @@ fn run(data: &[u8]) {
         (xp as usize, 8 * matrix_len, true),
         (wp as usize, 8 * ws_len, true),
     ]);
-    if gk == Ptr::Own && grads_len == t * s {
-        for (c, &p) in cell_ptrs.iter().enumerate() {
+    if gk == Ptr::Own && grads_len == t * sc {
+        for (c, &p) in cell_ptrs.iter().enumerate().filter(|&(c, _)| read(c)) {
             regions.push((p as usize, 4 * sh.segments[c % s], project));
         }
     }
-    if mk == Ptr::Own && merged_len == s {
-        for (k, &p) in out_ptrs.iter().enumerate() {
+    if mk == Ptr::Own && merged_len == sc {
+        for (k, &p) in out_ptrs.iter().enumerate().take(sc) {
             regions.push((p as usize, 4 * sh.segments[k], true));
         }
     }
@@ -237,6 +267,24 @@ fn run(data: &[u8]) {
             )
         }
     };
+    // The problem the call describes: the first `sc` variables.
+    let (sh, g) = if prefix {
+        let dim = sh.segments[..sc].iter().sum::<usize>();
+        let sub = Shape {
+            tasks: t,
+            dim,
+            segments: if sc == 0 { vec![0] } else { sh.segments[..sc].to_vec() },
+            has_grad: if sc == 0 {
+                vec![true; t]
+            } else {
+                (0..t * s).filter(|&c| read(c)).map(|c| sh.has_grad[c]).collect()
+            },
+        };
+        let g: Vec<f32> = (0..t).flat_map(|i| g[i * n..i * n + dim].to_vec()).collect();
+        (sub, g)
+    } else {
+        (sh, g)
+    };
     let nonfinite = cfg.check_finite == 1 && !finite_inputs(&sh, &g);
     let what = if project {
         "pcgrad_project_vars"
@@ -257,15 +305,16 @@ fn run(data: &[u8]) {
     }
     let e = Expect::new(&sh, &g, &cfg.orders, cfg.mean());
     cfg.check_rng(&mut arena, e.rng_after);
+    let n = sh.dim;
     if want_merged && !merged_absent {
-        for k in 0..s {
+        for k in 0..sc {
             let got = arena.read::<f32>(outs[k], sh.segments[k]);
             let idx: Vec<usize> = (starts[k]..starts[k] + sh.segments[k]).collect();
             e.check(&format!("{what} merged"), &got, &e.r.merged, &idx, !project);
         }
     }
     if project {
-        for c in 0..t * s {
+        for c in (0..t * s).filter(|&c| read(c)) {
             if let Some(buf) = cells[c] {
                 let k = c % s;
                 let got = arena.read::<f32>(buf, sh.segments[k]);

@@ -787,8 +787,11 @@ impl CfgChoice {
                     valid &= table_len == 0;
                 }
                 4 => {
+                    // Length 0 (T = 1): absent whatever its pointer (the
+                    // header's rule for optional buffers), misaligned
+                    // included, as NULL above.
                     table_ptr = Ptr::Misaligned(1 + b.below(3));
-                    valid = false;
+                    valid &= table_len == 0;
                 }
                 _ => {}
             }

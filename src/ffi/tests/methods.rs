@@ -584,3 +584,229 @@ fn aggregate_vars_equals_aggregate_flat() {
         }
     }
 }
+
+#[test]
+fn aligned_mtl_scales_equal_the_rust_api() {
+    use crate::methods::AlignedScale;
+    for t in TASKS {
+        let g = grads(t, false);
+        for (c, scale) in [
+            (PCGRAD_ALIGNED_SCALE_MIN, AlignedScale::Min),
+            (PCGRAD_ALIGNED_SCALE_MEDIAN, AlignedScale::Median),
+            (PCGRAD_ALIGNED_SCALE_MEAN, AlignedScale::Mean),
+        ] {
+            let mut cs = State::new(t);
+            let mut m = c_method(PCGRAD_METHOD_ALIGNED_MTL, &mut cs);
+            m.scale = c;
+            let mut out = vec![SENT32; N];
+            assert_eq!(
+                aggregate_c(&m, &g, t, &mut out),
+                PCGRAD_OK,
+                "scale {c} T={t}"
+            );
+            let mut want = vec![SENT32; N];
+            let mut ws = vec![0.0; ws_len(&m, t, true)];
+            let flat = Flat::new(Layout::new(t, N, &[], &[]).unwrap(), &g).unwrap();
+            let mut rm = Method::AlignedMtl(AlignedMtl {
+                scale,
+                ..AlignedMtl::default()
+            });
+            methods::aggregate(&mut rm, &flat, &mut want, &mut ws).unwrap();
+            assert_eq!(bits32(&out), bits32(&want), "scale {c} T={t}");
+            assert!(out.iter().all(|x| x.is_finite()));
+        }
+    }
+}
+
+/// `pcgrad_aggregate_vars` with the cells of `g` (`None`: NULL), into
+/// fresh sentinel outputs; `merged_len` as given.
+fn aggregate_vars_c(
+    m: &pcgrad_method,
+    g: &[f32],
+    t: usize,
+    absent: &[usize],
+    merged_len: usize,
+) -> (pcgrad_status, Vec<f32>) {
+    let ptrs: Vec<*const f32> = (0..t * S)
+        .map(|c| {
+            if absent.contains(&c) {
+                ptr::null()
+            } else {
+                g[(c / S) * N + seg_start(c % S)..].as_ptr()
+            }
+        })
+        .collect();
+    let mut need = 0;
+    // SAFETY: live locals.
+    let st = unsafe { pcgrad_aggregate_workspace_len_vars(m, t, S, &mut need) };
+    assert_eq!(st, PCGRAD_OK);
+    let mut ws = vec![SENT64; need];
+    let mut outs: Vec<Vec<f32>> = SEGS.iter().map(|&l| vec![SENT32; l]).collect();
+    let outp: Vec<*mut f32> = outs.iter_mut().map(|o| o.as_mut_ptr()).collect();
+    // SAFETY: every pointer is live for the length its segment says, and
+    // `merged_len` is at most S.
+    let st = unsafe {
+        pcgrad_aggregate_vars(
+            m,
+            ptrs.as_ptr(),
+            ptrs.len(),
+            SEGS.as_ptr(),
+            S,
+            t,
+            outp.as_ptr(),
+            merged_len,
+            ws.as_mut_ptr(),
+            ws.len(),
+        )
+    };
+    (st, outs.concat())
+}
+
+/// `pcgrad_aggregate_flat` over `g` with segments `SEGS` and the mask
+/// `has_grad` (T x S bytes, empty: all present).
+fn aggregate_flat_masked(
+    m: &pcgrad_method,
+    g: &[f32],
+    t: usize,
+    has_grad: &[u8],
+    merged_len: usize,
+) -> (pcgrad_status, Vec<f32>) {
+    let mut out = vec![SENT32; N];
+    let mut ws = vec![SENT64; ws_len(m, t, true)];
+    // SAFETY: live vectors of the lengths passed (`merged_len` <= N).
+    let st = unsafe {
+        pcgrad_aggregate_flat(
+            m,
+            g.as_ptr(),
+            g.len(),
+            SEGS.as_ptr(),
+            S,
+            has_grad.as_ptr(),
+            has_grad.len(),
+            t,
+            N,
+            out.as_mut_ptr(),
+            merged_len,
+            ws.as_mut_ptr(),
+            ws.len(),
+        )
+    };
+    (st, out)
+}
+
+#[test]
+fn aggregate_output_lengths_are_checked() {
+    let t = 3;
+    let g = grads(t, false);
+    for kind in [
+        PCGRAD_METHOD_PCGRAD,
+        PCGRAD_METHOD_UPGRAD,
+        PCGRAD_METHOD_MEAN,
+    ] {
+        let mut st = State::new(t);
+        let m = c_method(kind, &mut st);
+        let before = st.bits();
+        let (s, out) = aggregate_flat_masked(&m, &g, t, &[], N - 1);
+        assert_eq!(s, PCGRAD_ERROR_LENGTH_MISMATCH, "{kind}");
+        assert!(
+            out.iter().all(|x| x.to_bits() == SENT32.to_bits()),
+            "{kind}"
+        );
+        let (s, out) = aggregate_vars_c(&m, &g, t, &[], S - 1);
+        assert_eq!(s, PCGRAD_ERROR_LENGTH_MISMATCH, "{kind}");
+        assert!(
+            out.iter().all(|x| x.to_bits() == SENT32.to_bits()),
+            "{kind}"
+        );
+        assert_eq!(st.bits(), before, "{kind}");
+    }
+}
+
+/// A NULL cell (a task without that variable) is the flat call's
+/// has_grad 0 there, bitwise, for a PCGrad kind and two Gram methods.
+#[test]
+fn aggregate_vars_null_cells_are_the_flat_mask() {
+    let t = 3;
+    let g = grads(t, false);
+    // Task 1 has no variable 0, task 2 no variable 2.
+    let absent = [S, 2 * S + 2];
+    let mask: Vec<u8> = (0..t * S).map(|c| u8::from(!absent.contains(&c))).collect();
+    for kind in [
+        PCGRAD_METHOD_PCGRAD,
+        PCGRAD_METHOD_UPGRAD,
+        PCGRAD_METHOD_MEAN,
+    ] {
+        let (mut vs, mut fs) = (State::new(t), State::new(t));
+        let (s, got) = aggregate_vars_c(&c_method(kind, &mut vs), &g, t, &absent, S);
+        assert_eq!(s, PCGRAD_OK, "{kind}");
+        let (s, want) = aggregate_flat_masked(&c_method(kind, &mut fs), &g, t, &mask, N);
+        assert_eq!(s, PCGRAD_OK, "{kind}");
+        assert_eq!(bits32(&got), bits32(&want), "{kind}");
+        assert!(got.iter().all(|x| x.is_finite()), "{kind}");
+    }
+    // The masked cells matter: without the mask the result differs.
+    let mut st = State::new(t);
+    let (_, full) = aggregate_flat_masked(&c_method(PCGRAD_METHOD_MEAN, &mut st), &g, t, &[], N);
+    let (_, masked) = aggregate_vars_c(&c_method(PCGRAD_METHOD_MEAN, &mut st), &g, t, &absent, S);
+    assert_ne!(bits32(&full), bits32(&masked));
+}
+
+/// A PCGrad kind with its own config in the per-variable call: the same
+/// result as the flat call with that config, and the nested call's
+/// refusal (a NaN under `check_finite`) passed on with nothing written.
+#[test]
+fn aggregate_vars_pcgrad_with_a_config() {
+    let t = 3;
+    let mut g = grads(t, false);
+    let mut cfg = default_config();
+    cfg.reduction = PCGRAD_REDUCTION_SUM;
+    cfg.check_finite = 1;
+    let (mut vs, mut fs) = (State::new(t), State::new(t));
+    let mut vm = c_method(PCGRAD_METHOD_PCGRAD, &mut vs);
+    vm.config = &cfg;
+    let mut fm = c_method(PCGRAD_METHOD_PCGRAD, &mut fs);
+    fm.config = &cfg;
+    let (s, got) = aggregate_vars_c(&vm, &g, t, &[], S);
+    assert_eq!(s, PCGRAD_OK);
+    let (s, want) = aggregate_flat_masked(&fm, &g, t, &[], N);
+    assert_eq!(s, PCGRAD_OK);
+    assert_eq!(bits32(&got), bits32(&want));
+    // The sum differs from the default mean: the config was used.
+    let mut ds = State::new(t);
+    let (_, mean) = aggregate_vars_c(&c_method(PCGRAD_METHOD_PCGRAD, &mut ds), &g, t, &[], S);
+    assert_ne!(bits32(&got), bits32(&mean));
+    g[N + 2] = f32::NAN;
+    let (s, out) = aggregate_vars_c(&vm, &g, t, &[], S);
+    assert_eq!(s, PCGRAD_ERROR_NON_FINITE);
+    assert!(out.iter().all(|x| x.to_bits() == SENT32.to_bits()));
+}
+
+/// The size queries check the kind and the Aligned-MTL scale too, and
+/// write nothing when they refuse.
+#[test]
+fn size_queries_refuse_bad_enums() {
+    let mut st = State::new(2);
+    let mut bad_kind = c_method(PCGRAD_METHOD_RANDOM + 1, &mut st);
+    bad_kind.kind = PCGRAD_METHOD_RANDOM + 1;
+    let mut bad_scale = c_method(PCGRAD_METHOD_ALIGNED_MTL, &mut st);
+    bad_scale.scale = PCGRAD_ALIGNED_SCALE_MEAN + 1;
+    for m in [bad_kind, bad_scale] {
+        for aggregate in [false, true] {
+            let mut n = 777usize;
+            // SAFETY: both pointers are live locals.
+            let s = unsafe {
+                if aggregate {
+                    pcgrad_aggregate_workspace_len(&m, 2, &mut n)
+                } else {
+                    pcgrad_method_workspace_len(&m, 2, &mut n)
+                }
+            };
+            assert_eq!(
+                s, PCGRAD_ERROR_INVALID_ENUM,
+                "kind {} scale {}",
+                m.kind, m.scale
+            );
+            assert_eq!(n, 777);
+        }
+    }
+}
