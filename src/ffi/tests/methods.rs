@@ -588,7 +588,7 @@ fn aggregate_vars_equals_aggregate_flat() {
 #[test]
 fn aligned_mtl_scales_equal_the_rust_api() {
     use crate::methods::AlignedScale;
-    for t in TASKS {
+    for &t in TASKS {
         let g = grads(t, false);
         for (c, scale) in [
             (PCGRAD_ALIGNED_SCALE_MIN, AlignedScale::Min),
