@@ -373,8 +373,10 @@ impl<E: VElem> Vp<E> {
     /// The one call, `pcgrad_merge_vars` (or `_project_vars` when
     /// `project`), with the Gram matrix as diagnostic.
     fn one_call(&mut self, m: M, red: u32, project: bool) -> pcgrad_status {
-        let cfg = self.cfg(m, red);
+        // The arguments first: `cfg` points into `self` (the PRNG), so no
+        // `&mut self` may follow it.
         let a = self.args(0, S, red);
+        let cfg = self.cfg(m, red);
         let (stats, mx, mx_len) = (
             ptr::addr_of_mut!(self.stats),
             mp(&mut self.matrix),
