@@ -6,239 +6,94 @@
 
 use super::*;
 
+/// `pcgrad_merge_vars` and its `_f64` form.
+type MergeFn<E> = unsafe extern "C" fn(
+    *const pcgrad_config,
+    *const *const E,
+    usize,
+    *const usize,
+    usize,
+    usize,
+    *const *mut E,
+    usize,
+    *mut pcgrad_stats,
+    *mut f64,
+    usize,
+    *mut f64,
+    usize,
+) -> pcgrad_status;
+/// `pcgrad_project_vars` and its `_f64` form.
+type ProjectFn<E> = unsafe extern "C" fn(
+    *const pcgrad_config,
+    *const *mut E,
+    usize,
+    *const usize,
+    usize,
+    usize,
+    *const *mut E,
+    usize,
+    *mut pcgrad_stats,
+    *mut f64,
+    usize,
+    *mut f64,
+    usize,
+) -> pcgrad_status;
+/// `pcgrad_gram_vars` and its `_f64` form.
+type GramFn<E> = unsafe extern "C" fn(
+    *const *const E,
+    usize,
+    *const usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    *mut f64,
+    usize,
+    *mut f64,
+    usize,
+) -> pcgrad_status;
+/// `pcgrad_apply_merged_vars` (G = `*const E`) and
+/// `pcgrad_apply_projected_vars` (G = `*mut E`), and their `_f64` forms.
+type ApplyFn<E, G> = unsafe extern "C" fn(
+    *const G,
+    usize,
+    *const usize,
+    usize,
+    *const f64,
+    usize,
+    usize,
+    u32,
+    usize,
+    usize,
+    *const *mut E,
+    usize,
+    *mut f64,
+    usize,
+) -> pcgrad_status;
+
 /// The entry points of one element type, as function pointers.
 trait VElem: CElem {
-    const MERGE: unsafe extern "C" fn(
-        *const pcgrad_config,
-        *const *const Self,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        *const *mut Self,
-        usize,
-        *mut pcgrad_stats,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status;
-    const PROJECT: unsafe extern "C" fn(
-        *const pcgrad_config,
-        *const *mut Self,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        *const *mut Self,
-        usize,
-        *mut pcgrad_stats,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status;
-    const GRAM: unsafe extern "C" fn(
-        *const *const Self,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status;
-    const APPLY_MERGED: unsafe extern "C" fn(
-        *const *const Self,
-        usize,
-        *const usize,
-        usize,
-        *const f64,
-        usize,
-        usize,
-        u32,
-        usize,
-        usize,
-        *const *mut Self,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status;
-    const APPLY_PROJECTED: unsafe extern "C" fn(
-        *const *mut Self,
-        usize,
-        *const usize,
-        usize,
-        *const f64,
-        usize,
-        usize,
-        u32,
-        usize,
-        usize,
-        *const *mut Self,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status;
+    const MERGE: MergeFn<Self>;
+    const PROJECT: ProjectFn<Self>;
+    const GRAM: GramFn<Self>;
+    const APPLY_MERGED: ApplyFn<Self, *const Self>;
+    const APPLY_PROJECTED: ApplyFn<Self, *mut Self>;
 }
 
 impl VElem for f32 {
-    const MERGE: unsafe extern "C" fn(
-        *const pcgrad_config,
-        *const *const f32,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        *const *mut f32,
-        usize,
-        *mut pcgrad_stats,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_merge_vars;
-    const PROJECT: unsafe extern "C" fn(
-        *const pcgrad_config,
-        *const *mut f32,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        *const *mut f32,
-        usize,
-        *mut pcgrad_stats,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_project_vars;
-    const GRAM: unsafe extern "C" fn(
-        *const *const f32,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_gram_vars;
-    const APPLY_MERGED: unsafe extern "C" fn(
-        *const *const f32,
-        usize,
-        *const usize,
-        usize,
-        *const f64,
-        usize,
-        usize,
-        u32,
-        usize,
-        usize,
-        *const *mut f32,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_apply_merged_vars;
-    const APPLY_PROJECTED: unsafe extern "C" fn(
-        *const *mut f32,
-        usize,
-        *const usize,
-        usize,
-        *const f64,
-        usize,
-        usize,
-        u32,
-        usize,
-        usize,
-        *const *mut f32,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_apply_projected_vars;
+    const MERGE: MergeFn<f32> = pcgrad_merge_vars;
+    const PROJECT: ProjectFn<f32> = pcgrad_project_vars;
+    const GRAM: GramFn<f32> = pcgrad_gram_vars;
+    const APPLY_MERGED: ApplyFn<f32, *const f32> = pcgrad_apply_merged_vars;
+    const APPLY_PROJECTED: ApplyFn<f32, *mut f32> = pcgrad_apply_projected_vars;
 }
 
 impl VElem for f64 {
-    const MERGE: unsafe extern "C" fn(
-        *const pcgrad_config,
-        *const *const f64,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        *const *mut f64,
-        usize,
-        *mut pcgrad_stats,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_merge_vars_f64;
-    const PROJECT: unsafe extern "C" fn(
-        *const pcgrad_config,
-        *const *mut f64,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        *const *mut f64,
-        usize,
-        *mut pcgrad_stats,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_project_vars_f64;
-    const GRAM: unsafe extern "C" fn(
-        *const *const f64,
-        usize,
-        *const usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_gram_vars_f64;
-    const APPLY_MERGED: unsafe extern "C" fn(
-        *const *const f64,
-        usize,
-        *const usize,
-        usize,
-        *const f64,
-        usize,
-        usize,
-        u32,
-        usize,
-        usize,
-        *const *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_apply_merged_vars_f64;
-    const APPLY_PROJECTED: unsafe extern "C" fn(
-        *const *mut f64,
-        usize,
-        *const usize,
-        usize,
-        *const f64,
-        usize,
-        usize,
-        u32,
-        usize,
-        usize,
-        *const *mut f64,
-        usize,
-        *mut f64,
-        usize,
-    ) -> pcgrad_status = pcgrad_apply_projected_vars_f64;
+    const MERGE: MergeFn<f64> = pcgrad_merge_vars_f64;
+    const PROJECT: ProjectFn<f64> = pcgrad_project_vars_f64;
+    const GRAM: GramFn<f64> = pcgrad_gram_vars_f64;
+    const APPLY_MERGED: ApplyFn<f64, *const f64> = pcgrad_apply_merged_vars_f64;
+    const APPLY_PROJECTED: ApplyFn<f64, *mut f64> = pcgrad_apply_projected_vars_f64;
 }
 
 /// Per-variable buffers of element `E` (the values of `grads`, empty
