@@ -123,17 +123,22 @@ sections() { # ELF SECTION...
 
 # Sizes (decimal) of the code and read-only data symbols of the compiler's
 # run-time (soft-float f64, integer division, memset/memcpy) that appear in
-# ELF but not in BASE.
+# ELF but not in BASE. Weak symbols count too (types W, w): in a C firmware
+# the `__aeabi_*` entry points of the Rust static library are weak (in the
+# Rust firmware the same functions are local, type t); each address counts
+# once.
 runtime_bytes() { # ELF BASE
     arm-none-eabi-nm -t d -S -C "$2" | awk '{ print $NF }' | sort -u >"$OUT/.base-names"
     arm-none-eabi-nm -t d -S -C "$1" | awk -v names="$OUT/.base-names" '
         BEGIN { while ((getline n < names) > 0) base[n] = 1 }
-        NF >= 4 && $3 ~ /^[tTrR]$/ {
+        NF >= 4 && $3 ~ /^[tTrRwW]$/ {
             name = $4; for (i = 5; i <= NF; i++) name = name " " $i
-            if (name in base) next
+            if (name in base || $1 in seen) next
             if (name ~ /^(__aeabi_|__[a-z]+[sd]f[0-9]|__[a-z]+[sd]i[0-9]|compiler_builtins::|mem(set|cpy|move|clr))/ ||
-                name ~ /^__(u?divmod|u?div|u?mod|clz|ctz|popcount)/)
+                name ~ /^__(u?divmod|u?div|u?mod|clz|ctz|popcount)/) {
                 s += $2 + 0
+                seen[$1] = 1
+            }
         }
         END { print s + 0 }'
 }
@@ -143,7 +148,7 @@ big_symbols() { # ELF BASE COUNT
     arm-none-eabi-nm -t d -S -C "$2" | awk 'NF >= 4 { n = $4; for (i = 5; i <= NF; i++) n = n " " $i; print ($2 + 0) "\t" n }' >"$OUT/.base-syms"
     arm-none-eabi-nm -t d -S -C "$1" | awk -v f="$OUT/.base-syms" '
         BEGIN { while ((getline l < f) > 0) { split(l, p, "\t"); base[p[2]] = p[1] } }
-        NF >= 4 && $3 ~ /^[tTrR]$/ {
+        NF >= 4 && $3 ~ /^[tTrRwW]$/ {
             n = $4; for (i = 5; i <= NF; i++) n = n " " $i
             if (n ~ /^\.L/) next
             d = ($2 + 0) - ((n in base) ? base[n] : 0)

@@ -44,13 +44,17 @@ pub enum Error {
     /// `-`[`PSD_TOL`](crate::methods::PSD_TOL) after normalisation by the
     /// trace): no set of gradients has it.
     NotPsd,
+    /// The call asks for something this build of the library leaves out
+    /// (C API only): a diagnostic matrix from a `pcgrad-capi` built without
+    /// its `diagnostics` feature.
+    Unsupported,
 }
 
 /// The one table of errors: row k is the error with code -(k + 1), its C
 /// enumerator, its short text ([`Error::as_str`], `pcgrad_status_str`) and
 /// the doc of its C enumerator (`pcgrad_status` in `include/pcgrad.h`; a
 /// test checks the header against this column).
-pub(crate) const ERRORS: [Row; 13] = [
+pub(crate) const ERRORS: [Row; 14] = [
     Row {
         error: Error::NullPointer,
         name: "PCGRAD_ERROR_NULL_POINTER",
@@ -128,6 +132,12 @@ pub(crate) const ERRORS: [Row; 13] = [
         name: "PCGRAD_ERROR_NOT_PSD",
         text: c"the Gram matrix is not positive semidefinite",
         doc: "A Gram matrix is not positive semidefinite.",
+    },
+    Row {
+        error: Error::Unsupported,
+        name: "PCGRAD_ERROR_UNSUPPORTED",
+        text: c"the library was built without the requested feature",
+        doc: "The call asks for a feature this build leaves out (the diagnostic matrix without the `diagnostics` feature).",
     },
 ];
 

@@ -6,7 +6,7 @@ use core::ptr;
 use core::slice;
 
 use super::types::*;
-use crate::api::{cosine_matrix, PcGrad};
+use crate::api::PcGrad;
 use crate::engine::{Mode, Order, Reduction, Stats};
 use crate::error::{Error, Result};
 use crate::kernels::Element;
@@ -369,7 +369,10 @@ pub(super) struct Diag {
 
 impl Diag {
     /// Checks the optional outputs: `stats` (NULL: not wanted) and the
-    /// T x T `matrix` (length 0: not wanted, whatever the pointer).
+    /// T x T `matrix` (length 0: not wanted, whatever the pointer). Without
+    /// the `diagnostics` feature a matrix that passes its pointer and
+    /// length checks is refused with [`Error::Unsupported`]: never
+    /// silently left unwritten.
     pub(super) fn check(
         stats: *mut pcgrad_stats,
         matrix: *mut f64,
@@ -384,6 +387,9 @@ impl Diag {
             let tt = tasks.checked_mul(tasks).ok_or(Error::Overflow)?;
             if matrix_len != tt {
                 return Err(Error::LengthMismatch);
+            }
+            if cfg!(not(feature = "diagnostics")) {
+                return Err(Error::Unsupported);
             }
         }
         Ok(Diag {
@@ -412,13 +418,19 @@ impl Diag {
         gram: &[f64],
         st: Stats,
     ) -> Result<()> {
+        // Without `diagnostics` the matrix is always NULL here (refused by
+        // `Diag::check`), and its code (the cosine's square roots) is left
+        // out.
+        #[cfg(not(feature = "diagnostics"))]
+        let _ = (cfg, tasks, gram);
+        #[cfg(feature = "diagnostics")]
         if !self.matrix.is_null() {
             // SAFETY: checked by `req` for `matrix_len` doubles, disjoint
             // from every other buffer of the call.
             let m = unsafe { slice::from_raw_parts_mut(self.matrix, self.matrix_len) };
             let tt = tasks * tasks;
             if cfg.raw.matrix == PCGRAD_MATRIX_COSINE {
-                cosine_matrix(gram, tasks, m)?;
+                crate::api::cosine_matrix(gram, tasks, m)?;
             } else {
                 m.copy_from_slice(&gram[..tt]);
             }

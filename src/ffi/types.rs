@@ -100,6 +100,9 @@ pub enum pcgrad_status {
     PCGRAD_ERROR_INVALID_PARAMETER = -12,
     /// A Gram matrix is not positive semidefinite.
     PCGRAD_ERROR_NOT_PSD = -13,
+    /// The call asks for a feature this build leaves out (the diagnostic
+    /// matrix without the `diagnostics` feature).
+    PCGRAD_ERROR_UNSUPPORTED = -14,
 }
 
 impl From<Error> for pcgrad_status {
@@ -126,6 +129,7 @@ const ERROR_STATUS: [pcgrad_status; ERRORS.len()] = {
         PCGRAD_ERROR_MISALIGNED,
         PCGRAD_ERROR_INVALID_PARAMETER,
         PCGRAD_ERROR_NOT_PSD,
+        PCGRAD_ERROR_UNSUPPORTED,
     ]
 };
 

@@ -31,6 +31,7 @@ fn status_str_describes_every_code() {
         Error::Misaligned,
         Error::InvalidParameter,
         Error::NotPsd,
+        Error::Unsupported,
     ];
     for (k, e) in errors.into_iter().enumerate() {
         let st = pcgrad_status::from(e);
@@ -38,7 +39,7 @@ fn status_str_describes_every_code() {
         assert_eq!(st as i32, e.code());
         assert_eq!(text(e.code()), e.as_str());
     }
-    for code in [1, 2, -14, -100, i32::MIN, i32::MAX] {
+    for code in [1, 2, -15, -100, i32::MIN, i32::MAX] {
         assert_eq!(text(code), "unknown status");
     }
 }

@@ -33,7 +33,7 @@ const SENT32: f32 = -12345.678;
 const SENT64: f64 = -9876.5;
 /// What a flat buffer holds where its task has no gradient (ignored).
 const GARBAGE: f32 = 7.5;
-const ALL_CODES: [pcgrad_status; 14] = [
+const ALL_CODES: [pcgrad_status; 15] = [
     PCGRAD_OK,
     PCGRAD_ERROR_NULL_POINTER,
     PCGRAD_ERROR_NO_TASKS,
@@ -48,6 +48,7 @@ const ALL_CODES: [pcgrad_status; 14] = [
     PCGRAD_ERROR_MISALIGNED,
     PCGRAD_ERROR_INVALID_PARAMETER,
     PCGRAD_ERROR_NOT_PSD,
+    PCGRAD_ERROR_UNSUPPORTED,
 ];
 
 /// Task t's gradient at coordinate c: multiples of 1/8 below 2 in
