@@ -611,48 +611,59 @@ pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
     let acc = &mut tile[..tile_len(t)?];
     for seg in layout.pieces(layout.seek(from, lo), lo, hi) {
         let w = weight(&layout, seg.index, reduction);
-        // The rows that take part: those with a gradient on the segment and
-        // a non-zero coefficient (as the projected path skips them, so the
-        // two merged outputs are bitwise equal).
-        let used = |j: usize| layout.has_grad(j, seg.index) && at(coef.b, j) != 0.0;
-        let group = |from: usize| {
-            let (mut idx, mut n, mut j) = ([0usize; 4], 0, from);
-            while j < t && n < 4 {
-                if used(j) {
-                    idx[n] = j;
-                    n += 1;
-                }
-                j += 1;
-            }
-            (idx, n, j)
-        };
-        let rows = (0..t).filter(|&j| used(j)).count();
+        let group = |from: usize| merge_group(&layout, coef.b, seg.index, from);
         // One kernel call over the whole piece when one group holds every
         // row (one write of `merged`), else column blocks that `acc` holds.
-        let step = if rows <= 4 { seg.len() } else { acc.len() };
+        let step = if group(group(0).2).1 == 0 {
+            seg.len()
+        } else {
+            acc.len()
+        };
         for piece in seg.blocks(step) {
             let out = &mut merged[piece.start - lo..piece.end - lo];
-            let (mut g, mut first) = (group(0), true);
-            if g.1 == 0 {
-                out.fill(F::zero());
-                continue;
-            }
+            // Each group is merged once the next one is known (the last
+            // takes the weight): one call site of the kernel.
+            let (mut prev, mut from, mut first): (Option<([usize; 4], usize)>, _, _) =
+                (None, 0, true);
             loop {
-                let (ia, na, next) = g;
-                let after = group(next);
-                let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
-                let x = j.map(|j| grads.values(j, &piece));
-                let c = j.map(|j| at(coef.b, j));
-                let last = (after.1 == 0).then_some(w);
-                F::merge_rows(k, out, acc, x, c, na, first, last);
-                if last.is_some() {
+                let (idx, n, next) = group(from);
+                if let Some((ia, na)) = prev {
+                    let j = [0, 1, 2, 3].map(|r| ia[r.min(na - 1)]);
+                    let x = j.map(|j| grads.values(j, &piece));
+                    let c = j.map(|j| at(coef.b, j));
+                    let last = (n == 0).then_some(w);
+                    F::merge_rows(k, out, acc, x, c, na, first, last);
+                    first = false;
+                } else if n == 0 {
+                    out.fill(F::zero());
+                }
+                if n == 0 {
                     break;
                 }
-                (g, first) = (after, false);
+                (prev, from) = (Some((idx, n)), next);
             }
         }
     }
     Ok(())
+}
+
+/// The next (up to) four tasks at or after `from` that take part in the
+/// merge on segment `s`: those with a gradient there and a non-zero
+/// coefficient (as the projected path skips them, so the two merged outputs
+/// are bitwise equal). Their indices, how many, and where to continue.
+#[inline(never)]
+fn merge_group(layout: &Layout<'_>, b: &[f64], s: usize, from: usize) -> ([usize; 4], usize, usize) {
+    let (mut idx, mut n, mut j) = ([0usize; 4], 0, from);
+    while j < layout.tasks() && n < 4 {
+        if layout.has_grad(j, s) && at(b, j) != 0.0 {
+            if let Some(x) = idx.get_mut(n) {
+                *x = j;
+            }
+            n += 1;
+        }
+        j += 1;
+    }
+    (idx, n, j)
 }
 
 /// Phase 3 with the projected gradients: writes g'_i = sum_j A_ij g_j over

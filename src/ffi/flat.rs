@@ -157,14 +157,14 @@ pub(super) unsafe fn merge_flat<F: Element>(
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
         check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
         let ([d0, d1], [c0, c1], [s0, s1]) = (diag.spans(), cfg.inputs(config), f.shape());
-        let mut outs = [
+        let outs = [
             Span::of(merged, merged_len),
             Span::of(workspace, workspace_len),
             d0,
             d1,
             cfg.output(),
         ];
-        disjoint_fixed(&mut outs, &[c0, c1, f.grads(), s0, s1])?;
+        disjoint_fixed(&outs, &[c0, c1, f.grads(), s0, s1])?;
         // SAFETY: every buffer passed `req`/`opt` (non-NULL, aligned, size
         // in range) for its length and the outputs are disjoint from each
         // other and from the inputs, so the shared and mutable slices below
@@ -322,7 +322,7 @@ pub(super) unsafe fn project_flat<F: Element>(
         let diag = Diag::check(stats, matrix, matrix_len, tasks)?;
         check_workspace(workspace, workspace_len, crate::workspace_len(tasks)?)?;
         let ([d0, d1], [c0, c1], [s0, s1]) = (diag.spans(), cfg.inputs(config), f.shape());
-        let mut outs = [
+        let outs = [
             f.grads(),
             Span::of(merged, merged_len),
             Span::of(workspace, workspace_len),
@@ -330,7 +330,7 @@ pub(super) unsafe fn project_flat<F: Element>(
             d1,
             cfg.output(),
         ];
-        disjoint_fixed(&mut outs, &[c0, c1, s0, s1])?;
+        disjoint_fixed(&outs, &[c0, c1, s0, s1])?;
         // SAFETY: as in `pcgrad_merge_flat`; `grads` is an output here,
         // disjoint from every other buffer.
         unsafe {

@@ -479,7 +479,7 @@ pub unsafe extern "C" fn pcgrad_method_weights(
         let need = m.sized(|k| methods::method_workspace_len(k, tasks))?;
         check_workspace(workspace, workspace_len, need)?;
         let ([m0, m1, m2], [o0, o1, o2, o3]) = (m.inputs(method), m.outputs());
-        let mut outs = [
+        let outs = [
             Span::of(weights, weights_len),
             Span::of(workspace, workspace_len),
             o0,
@@ -487,7 +487,7 @@ pub unsafe extern "C" fn pcgrad_method_weights(
             o2,
             o3,
         ];
-        disjoint_fixed(&mut outs, &[m0, m1, m2, Span::of(gram, gram_len)])?;
+        disjoint_fixed(&outs, &[m0, m1, m2, Span::of(gram, gram_len)])?;
         // SAFETY: every buffer passed `req` for its length and the outputs
         // (weights, workspace, the method's state) are disjoint from each
         // other and from the inputs, so no mutable slice aliases another.
@@ -553,7 +553,7 @@ pub unsafe extern "C" fn pcgrad_aggregate_flat(
         let need = m.sized(|k| methods::aggregate_workspace_len(k, tasks))?;
         check_workspace(workspace, workspace_len, need)?;
         let ([m0, m1, m2], [o0, o1, o2, o3], [s0, s1]) = (m.inputs(method), m.outputs(), f.shape());
-        let mut outs = [
+        let outs = [
             Span::of(merged, merged_len),
             Span::of(workspace, workspace_len),
             o0,
@@ -561,7 +561,7 @@ pub unsafe extern "C" fn pcgrad_aggregate_flat(
             o2,
             o3,
         ];
-        disjoint_fixed(&mut outs, &[m0, m1, m2, f.grads(), s0, s1])?;
+        disjoint_fixed(&outs, &[m0, m1, m2, f.grads(), s0, s1])?;
         // SAFETY: every buffer passed `req`/`opt` for its length and the
         // outputs are disjoint from each other and from the inputs, so no
         // mutable slice below aliases another slice.
@@ -650,7 +650,7 @@ pub unsafe extern "C" fn pcgrad_aggregate_vars(
         let fixed_ins = [m0, m1, m2, t0, t1, Span::of(merged, merged_len)];
         // The workspace holds the output spans while they are checked:
         // first make sure that writing it changes no table.
-        disjoint_fixed(&mut { fixed_outs }, &fixed_ins)?;
+        disjoint_fixed(&fixed_outs, &fixed_ins)?;
         let all_outs = fixed_outs.into_iter().chain(out_spans(outs_ptrs, g.segs));
         // SAFETY: the workspace passed `req` and is disjoint from the
         // tables the spans are read from.

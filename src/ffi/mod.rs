@@ -48,7 +48,7 @@
 //!    shape (never re-list its checks); `req(p, len)?` / `opt(p, len)?` for
 //!    every other buffer (the one pointer checker); `Diag::check(..)?` for
 //!    `stats` and `matrix`; `check_workspace(..)?` for scratch.
-//! 2. `disjoint_fixed(&mut [outputs as Span], &[inputs as Span])?` (or
+//! 2. `disjoint_fixed(&[outputs as Span], &[inputs as Span])?` (or
 //!    `disjoint` with the outputs copied into the workspace by `spans_in`
 //!    for the per-variable calls): the one overlap checker.
 //! 3. One `unsafe` block with a SAFETY comment that turns the checked

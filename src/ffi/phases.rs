@@ -144,7 +144,7 @@ unsafe fn gram_flat<F: Element>(
         )?;
         check_workspace(gram, gram_len, engine::gram_workspace_len(tasks)?)?;
         let [s0, s1] = f.shape();
-        disjoint_fixed(&mut [Span::of(gram, gram_len)], &[f.grads(), s0, s1])?;
+        disjoint_fixed(&[Span::of(gram, gram_len)], &[f.grads(), s0, s1])?;
         // SAFETY: every buffer passed `req`/`opt`; the output is disjoint
         // from the inputs.
         unsafe { engine::accumulate_gram(&f.flat()?, lo, hi, view_mut(gram, gram_len)) }
@@ -178,7 +178,7 @@ pub unsafe extern "C" fn pcgrad_gram_combine(
             return Err(Error::LengthMismatch);
         }
         disjoint_fixed(
-            &mut [Span::of(gram, gram_len)],
+            &[Span::of(gram, gram_len)],
             &[Span::of(partial, partial_len)],
         )?;
         // SAFETY: both passed `req`; they are disjoint.
@@ -225,8 +225,8 @@ pub unsafe extern "C" fn pcgrad_coefficients(
         }
         check_workspace(coef, coef_len, engine::coefficients_len(tasks)?)?;
         let ([d0, _], [c0, c1]) = (diag.spans(), cfg.inputs(config));
-        let mut outs = [Span::of(coef, coef_len), d0, cfg.output()];
-        disjoint_fixed(&mut outs, &[c0, c1, Span::of(gram, gram_len)])?;
+        let outs = [Span::of(coef, coef_len), d0, cfg.output()];
+        disjoint_fixed(&outs, &[c0, c1, Span::of(gram, gram_len)])?;
         // SAFETY: every buffer passed `req`; the outputs are disjoint from
         // each other and from the inputs.
         unsafe {
@@ -389,8 +389,8 @@ unsafe fn apply_merged_flat<F: Element>(
         req(merged, merged_len)?;
         check_workspace(tile, tile_len, engine::tile_len(tasks)?)?;
         let [s0, s1] = f.shape();
-        let mut outs = [Span::of(merged, merged_len), Span::of(tile, tile_len)];
-        disjoint_fixed(&mut outs, &[f.grads(), s0, s1, Span::of(coef, coef_len)])?;
+        let outs = [Span::of(merged, merged_len), Span::of(tile, tile_len)];
+        disjoint_fixed(&outs, &[f.grads(), s0, s1, Span::of(coef, coef_len)])?;
         // SAFETY: every buffer passed `req`/`opt`; the outputs are disjoint
         // from each other and from the inputs.
         unsafe {
@@ -546,12 +546,12 @@ unsafe fn apply_projected_flat<F: Element>(
         let has_merged = opt(merged, merged_len)?;
         check_workspace(tile, tile_len, engine::tile_len(tasks)?)?;
         let [s0, s1] = f.shape();
-        let mut outs = [
+        let outs = [
             f.grads(),
             Span::of(merged, merged_len),
             Span::of(tile, tile_len),
         ];
-        disjoint_fixed(&mut outs, &[s0, s1, Span::of(coef, coef_len)])?;
+        disjoint_fixed(&outs, &[s0, s1, Span::of(coef, coef_len)])?;
         // SAFETY: every buffer passed `req`/`opt`; the outputs are disjoint
         // from each other and from the inputs.
         unsafe {
@@ -855,7 +855,7 @@ unsafe fn apply_merged_vars<F: Element>(
         ];
         let ws = Span::of(workspace, workspace_len);
         // The workspace holds the output spans while they are checked.
-        disjoint_fixed(&mut [ws], &fixed_ins)?;
+        disjoint_fixed(&[ws], &fixed_ins)?;
         let all_outs = core::iter::once(ws).chain(out_spans(outs_ptrs, segs));
         // SAFETY: the workspace passed `req` and is disjoint from the
         // tables the spans are read from.
@@ -1032,7 +1032,7 @@ unsafe fn apply_projected_vars<F: Element>(
         ];
         let ws = Span::of(workspace, workspace_len);
         // As in `pcgrad_apply_merged_vars`: the tables first.
-        disjoint_fixed(&mut [ws], &fixed_ins)?;
+        disjoint_fixed(&[ws], &fixed_ins)?;
         let all_outs = core::iter::once(ws)
             .chain(out_spans(outs_ptrs, segs))
             .chain(g.buffers());

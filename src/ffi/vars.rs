@@ -238,7 +238,7 @@ unsafe fn merge_vars<F: Element>(
         let fixed_ins = [c0, c1, t0, t1, Span::of(merged, merged_len)];
         // The workspace holds the output spans while they are checked:
         // first make sure that writing it changes no table.
-        disjoint_fixed(&mut { fixed_outs }, &fixed_ins)?;
+        disjoint_fixed(&fixed_outs, &fixed_ins)?;
         let all_outs = fixed_outs.into_iter().chain(out_spans(outs_ptrs, g.segs));
         // SAFETY: the workspace passed `req` and is disjoint from the
         // tables the spans are read from.
@@ -397,7 +397,7 @@ unsafe fn project_vars<F: Element>(
         let fixed_outs = [Span::of(workspace, workspace_len), d0, d1, cfg.output()];
         let fixed_ins = [c0, c1, t0, t1, Span::of(merged, merged_len)];
         // As in `pcgrad_merge_vars`: the tables first.
-        disjoint_fixed(&mut { fixed_outs }, &fixed_ins)?;
+        disjoint_fixed(&fixed_outs, &fixed_ins)?;
         let all_outs = fixed_outs
             .into_iter()
             .chain(out_spans(outs_ptrs, g.segs))
