@@ -167,12 +167,14 @@ fn sort_by_start(v: &mut [Span]) {
 /// these entry points then links no sort).
 #[inline(never)]
 pub(super) fn disjoint_fixed(outs: &[Span], ins: &[Span]) -> Result<()> {
-    for (k, o) in outs.iter().enumerate() {
-        // An empty span is 0..0 and overlaps nothing.
-        let later = outs.get(k + 1..).unwrap_or(&[]);
-        if !o.is_empty() && later.iter().chain(ins).any(|x| x.lo < o.hi && o.lo < x.hi) {
+    // An empty span is 0..0 and overlaps nothing (0 < hi is false for it).
+    let meet = |a: &Span, b: &Span| a.lo < b.hi && b.lo < a.hi;
+    let mut rest = outs;
+    while let Some((o, later)) = rest.split_first() {
+        if later.iter().any(|x| meet(o, x)) || ins.iter().any(|x| meet(o, x)) {
             return Err(Error::Overlap);
         }
+        rest = later;
     }
     Ok(())
 }
@@ -307,6 +309,7 @@ impl Config {
     }
 
     /// The regions the config reads (the struct itself, the order table).
+    #[inline(always)]
     pub(super) fn inputs(&self, config: *const pcgrad_config) -> [Span; 2] {
         [
             Span::of(config, 1),
@@ -319,6 +322,7 @@ impl Config {
     }
 
     /// The region the config writes (the PRNG state).
+    #[inline(always)]
     pub(super) fn output(&self) -> Span {
         Span::of_if(self.uses_rng, self.raw.rng, 1)
     }
@@ -409,6 +413,7 @@ impl Diag {
         })
     }
 
+    #[inline(always)]
     pub(super) fn spans(&self) -> [Span; 2] {
         [
             Span::of(self.stats, 1),
@@ -560,11 +565,13 @@ impl<F: Element> FlatArgs<F> {
     }
 
     /// The gradient buffer.
+    #[inline(always)]
     pub(super) fn grads(&self) -> Span {
         Span::of(self.grads, self.grads_len)
     }
 
     /// The read-only shape buffers (segments, has_grad).
+    #[inline(always)]
     pub(super) fn shape(&self) -> [Span; 2] {
         [
             Span::of(self.segments, self.segments_len),
