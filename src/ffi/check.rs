@@ -266,6 +266,7 @@ impl Config {
     /// Reads and checks the config of a call with `tasks` tasks: an
     /// explicit order table used with T >= 2 must not be NULL (it has
     /// T (T - 1) > 0 entries).
+    #[inline(always)]
     pub(super) fn read(config: *const pcgrad_config, tasks: usize) -> Result<Config> {
         req(config, 1)?;
         // SAFETY: `config` is non-NULL and aligned (checked above) and the
