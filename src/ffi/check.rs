@@ -388,6 +388,7 @@ impl Diag {
     /// the `diagnostics` feature a matrix that passes its pointer and
     /// length checks is refused with [`Error::Unsupported`]: never
     /// silently left unwritten.
+    #[inline(always)]
     pub(super) fn check(
         stats: *mut pcgrad_stats,
         matrix: *mut f64,
@@ -533,6 +534,7 @@ pub(super) struct FlatArgs<F: Element = f32> {
 
 impl<F: Element> FlatArgs<F> {
     /// Checks the pointers, T > 0 and `grads_len` = T * N.
+    #[inline(always)]
     pub(super) fn check(
         grads: *const F,
         grads_len: usize,
@@ -585,6 +587,7 @@ impl<F: Element> FlatArgs<F> {
     /// # Safety
     ///
     /// The shape buffers stay valid and unwritten for `'a`.
+    #[inline(always)]
     pub(super) unsafe fn layout<'a>(&self) -> Result<Layout<'a>> {
         // SAFETY: checked by `opt`, read-only (the caller's promise).
         unsafe {
@@ -606,6 +609,7 @@ impl<F: Element> FlatArgs<F> {
     /// # Safety
     ///
     /// As [`FlatArgs::layout`], and the gradients are not written for `'a`.
+    #[inline(always)]
     pub(super) unsafe fn flat<'a>(&self) -> Result<Flat<'a, F>> {
         // SAFETY: forwarded; `grads` passed `req`.
         unsafe { Flat::new(self.layout()?, view(self.grads, self.grads_len)) }
