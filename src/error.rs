@@ -169,7 +169,49 @@ const BY_ROW: [Error; ERRORS.len()] = {
 
 /// The text of status 0 (`pcgrad_status_str(PCGRAD_OK)`).
 #[cfg(feature = "capi")]
-pub(crate) const SUCCESS_TEXT: &core::ffi::CStr = c"success";
+const SUCCESS_TEXT: &core::ffi::CStr = c"success";
+
+/// The text of a status that is no code (`pcgrad_status_str`).
+#[cfg(feature = "capi")]
+const UNKNOWN_TEXT: &core::ffi::CStr = c"unknown status";
+
+/// Bytes of [`STATUS_TEXTS`].
+#[cfg(feature = "capi")]
+const STATUS_TEXTS_LEN: usize = {
+    let mut n = SUCCESS_TEXT.to_bytes_with_nul().len() + UNKNOWN_TEXT.to_bytes_with_nul().len();
+    let mut k = 0;
+    while k < ERRORS.len() {
+        n += TEXTS[k].to_bytes_with_nul().len();
+        k += 1;
+    }
+    n
+};
+
+/// Every text of `pcgrad_status_str`, each NUL-terminated, one after the
+/// other: status 0 ("success"), then the errors from code -1 down, then
+/// "unknown status". The function walks it to the k-th text: a table of
+/// pointers would add 8 bytes per row to a firmware's flash.
+#[cfg(feature = "capi")]
+pub(crate) static STATUS_TEXTS: [u8; STATUS_TEXTS_LEN] = {
+    const fn put(out: &mut [u8; STATUS_TEXTS_LEN], at: usize, s: &core::ffi::CStr) -> usize {
+        let b = s.to_bytes_with_nul();
+        let mut i = 0;
+        while i < b.len() {
+            out[at + i] = b[i];
+            i += 1;
+        }
+        at + b.len()
+    }
+    let mut out = [0u8; STATUS_TEXTS_LEN];
+    let mut at = put(&mut out, 0, SUCCESS_TEXT);
+    let mut k = 0;
+    while k < ERRORS.len() {
+        at = put(&mut out, at, TEXTS[k]);
+        k += 1;
+    }
+    put(&mut out, at, UNKNOWN_TEXT);
+    out
+};
 
 /// One row of [`ERRORS`].
 pub(crate) struct Row {

@@ -7,7 +7,7 @@ use super::check::*;
 use super::types::*;
 use crate::api::workspace_len;
 use crate::engine::{self};
-use crate::error::{Error, Result, SUCCESS_TEXT, TEXTS};
+use crate::error::{Error, Result, ERRORS, STATUS_TEXTS};
 
 // ---------------------------------------------------------------------------
 // Sizes and small helpers.
@@ -160,12 +160,23 @@ pub unsafe extern "C" fn pcgrad_config_default(out: *mut pcgrad_config) -> pcgra
 /// for a value that is not one). Never NULL.
 #[no_mangle]
 pub extern "C" fn pcgrad_status_str(status: i32) -> *const c_char {
-    let s = match Error::from_code(status) {
-        Some(e) => TEXTS[e as usize],
-        None if status == 0 => SUCCESS_TEXT,
-        None => c"unknown status",
+    // Text k of `STATUS_TEXTS`: -status for a code, else the last one.
+    let mut skip = if (-(ERRORS.len() as i32)..=0).contains(&status) {
+        status.unsigned_abs() as usize
+    } else {
+        ERRORS.len() + 1
     };
-    s.as_ptr()
+    let mut at = 0;
+    for (i, &b) in STATUS_TEXTS.iter().enumerate() {
+        if skip == 0 {
+            break;
+        }
+        if b == 0 {
+            skip -= 1;
+            at = i + 1;
+        }
+    }
+    STATUS_TEXTS.as_ptr().wrapping_add(at).cast()
 }
 
 /// The library version as a static NUL-terminated string, equal to
