@@ -217,21 +217,22 @@ pub(crate) fn accumulate_pairs<F: Element, G: Gradients<F>>(
     for seg in layout.pieces(pos, c0, c1) {
         let s = seg.index;
         for piece in seg.blocks(BLOCK) {
-            // Bit g % 64 of word g / 64: a row of group g does not fit the
-            // f32 lanes (row n of the segment is in group n / 4).
-            let mut bad = [0u64; GROUPS / 64];
+            // Bit g % 32 of word g / 32: a row of group g does not fit the
+            // f32 lanes (row n of the segment is in group n / 4). 32-bit
+            // words: no 64-bit shifts on 32-bit targets.
+            let mut bad = [0u32; GROUPS / 32];
             let mut n = 0;
             for j in 0..t {
                 if layout.has_grad(j, s) {
-                    if let Some(b) = bad.get_mut(n / 256) {
+                    if let Some(b) = bad.get_mut(n / 128) {
                         if !F::block_fits(grads.values(j, &piece)) {
-                            *b |= 1 << (n / 4 % 64);
+                            *b |= 1 << (n / 4 % 32);
                         }
                     }
                     n += 1;
                 }
             }
-            let fit = |n: usize| bad.get(n / 256).is_some_and(|b| b >> (n / 4 % 64) & 1 == 0);
+            let fit = |n: usize| bad.get(n / 128).is_some_and(|b| b >> (n / 4 % 32) & 1 == 0);
             let mut n = 0;
             for i in 0..t {
                 if !layout.has_grad(i, s) {
