@@ -13,6 +13,7 @@ use crate::error::{Error, Result, ERRORS, STATUS_TEXTS};
 // Sizes and small helpers.
 
 /// Writes `v` through a checked `out` pointer.
+#[inline(always)]
 pub(super) fn put(out: *mut usize, v: Result<usize>) -> pcgrad_status {
     status(req(out, 1).and(v).map(|v| {
         // SAFETY: non-NULL and aligned (checked by `req`).
