@@ -280,6 +280,7 @@ impl Config {
         Ok(cfg)
     }
 
+    #[inline(always)]
     pub(super) fn check(raw: pcgrad_config) -> Result<Config> {
         if raw.mode > PCGRAD_MODE_SIMULTANEOUS
             || raw.order > PCGRAD_ORDER_EXPLICIT
