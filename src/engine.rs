@@ -653,7 +653,12 @@ pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
 /// coefficient (as the projected path skips them, so the two merged outputs
 /// are bitwise equal). Their indices, how many, and where to continue.
 #[inline(never)]
-fn merge_group(layout: &Layout<'_>, b: &[f64], s: usize, from: usize) -> ([usize; 4], usize, usize) {
+fn merge_group(
+    layout: &Layout<'_>,
+    b: &[f64],
+    s: usize,
+    from: usize,
+) -> ([usize; 4], usize, usize) {
     let (mut idx, mut n, mut j) = ([0usize; 4], 0, from);
     while j < layout.tasks() && n < 4 {
         if layout.has_grad(j, s) && at(b, j) != 0.0 {

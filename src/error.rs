@@ -218,12 +218,18 @@ pub(crate) struct Row {
     /// The error.
     pub(crate) error: Error,
     /// Its C enumerator.
-    #[cfg_attr(not(all(test, feature = "capi")), allow(dead_code))]
+    #[cfg_attr(
+        not(all(test, feature = "capi", feature = "diagnostics")),
+        allow(dead_code)
+    )]
     pub(crate) name: &'static str,
     /// Its short description, NUL-terminated for C.
     pub(crate) text: &'static core::ffi::CStr,
     /// The doc of its C enumerator.
-    #[cfg_attr(not(all(test, feature = "capi")), allow(dead_code))]
+    #[cfg_attr(
+        not(all(test, feature = "capi", feature = "diagnostics")),
+        allow(dead_code)
+    )]
     pub(crate) doc: &'static str,
 }
 

@@ -97,5 +97,10 @@ pub use sizes::*;
 pub use types::*;
 pub use vars::*;
 
-#[cfg(test)]
+// The C ABI suite compares the diagnostic matrix with the Rust API's.
+#[cfg(all(test, feature = "diagnostics"))]
 mod tests;
+
+/// The refusal of the diagnostic matrix in a build without it.
+#[cfg(all(test, not(feature = "diagnostics")))]
+mod no_diagnostics_tests;
