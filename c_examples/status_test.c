@@ -893,9 +893,9 @@ static void strings(void) {
             check(strcmp(s, pcgrad_status_str(codes[j])) != 0, what);
         }
         /* PCGRAD_ERROR_UNSUPPORTED comes only from a library built without
-         * a feature (the diagnostic matrix without `diagnostics`: the
-         * firmware build, whose refusal the Rust tests and the C firmware
-         * check); this host library has every feature. */
+         * a feature (the diagnostic matrix without `diagnostics`, as in the
+         * bare-metal build; the Rust tests check that refusal); this host
+         * library has every feature. */
         if (k > 0 && codes[k] != PCGRAD_ERROR_UNSUPPORTED) {
             snprintf(what, sizeof what, "status %d reached by a real bad input", codes[k]);
             check(code_seen[k] > 0, what);

@@ -262,6 +262,11 @@ typedef enum pcgrad_status {
    * A Gram matrix is not positive semidefinite.
    */
   PCGRAD_ERROR_NOT_PSD = -13,
+  /**
+   * The call asks for a feature this build leaves out (the diagnostic
+   * matrix without the `diagnostics` feature).
+   */
+  PCGRAD_ERROR_UNSUPPORTED = -14,
 } pcgrad_status;
 
 /**
@@ -544,7 +549,9 @@ const char *pcgrad_version(void);
  *   values there are ignored and taken as zero). Absent = all 1.
  * - `stats`: optional output (NULL = not wanted).
  * - `matrix`, `matrix_len`: optional output (NULL, 0), T * T doubles: the
- *   Gram or cosine matrix (`config->matrix`).
+ *   Gram or cosine matrix (`config->matrix`). A library built without its
+ *   `diagnostics` feature (the bare-metal build) refuses a matrix with
+ *   `PCGRAD_ERROR_UNSUPPORTED` (after its pointer and length checks).
  * - `workspace`, `workspace_len`: at least `pcgrad_workspace_len(T)`
  *   doubles of scratch.
  *

@@ -18,7 +18,9 @@ use crate::kernels::Element;
 ///   values there are ignored and taken as zero). Absent = all 1.
 /// - `stats`: optional output (NULL = not wanted).
 /// - `matrix`, `matrix_len`: optional output (NULL, 0), T * T doubles: the
-///   Gram or cosine matrix (`config->matrix`).
+///   Gram or cosine matrix (`config->matrix`). A library built without its
+///   `diagnostics` feature (the bare-metal build) refuses a matrix with
+///   `PCGRAD_ERROR_UNSUPPORTED` (after its pointer and length checks).
 /// - `workspace`, `workspace_len`: at least `pcgrad_workspace_len(T)`
 ///   doubles of scratch.
 ///

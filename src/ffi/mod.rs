@@ -24,6 +24,11 @@
 //!   unless it is explicit, both only in sequential mode) are ignored: not
 //!   checked, not read, not part of the overlap check. A used `order_table`
 //!   that is NULL with T >= 2 is `PCGRAD_ERROR_NULL_POINTER`.
+//! - The diagnostic `matrix` of the one-call entry points needs the
+//!   `diagnostics` feature (on by default, off in the bare-metal build):
+//!   without it a matrix (length not 0) that passes its pointer and length
+//!   checks gives `PCGRAD_ERROR_UNSUPPORTED`, never a silently unwritten
+//!   matrix.
 //! - Check order: pointers, then shapes and lengths, then contents (mask
 //!   bytes, order tables, finiteness): a wrong length is reported as a
 //!   length error whatever the bytes hold.
