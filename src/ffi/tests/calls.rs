@@ -541,5 +541,5 @@ fn header_enum_docs_come_from_the_error_table() {
         assert_eq!(row.text.to_str().unwrap(), row.error.as_str());
     }
     assert_eq!(Error::from_code(0), None);
-    assert_eq!(Error::from_code(-14), None);
+    assert_eq!(Error::from_code(-15), None);
 }
