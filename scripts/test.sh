@@ -47,6 +47,8 @@ step "core without default features (no std, no parallel): every test" \
     env PCGRAD_EXPECT_ISA=portable cargo test --release -p pcgrad --no-default-features
 step "core with parallel, the C ABI and half precision: every test, threads bitwise equal for 1/2/3/7" \
     cargo test --release -p pcgrad --features parallel,capi,half
+step "C ABI without the diagnostics feature (as the bare-metal build): the matrix is refused" \
+    cargo test --release -p pcgrad --no-default-features --features std,capi --lib
 step "C library crate: header and ABI tests" cargo test --release -p pcgrad-capi
 step "MSRV build (rust-version 1.89)" \
     cargo +1.89 build --locked --release -p pcgrad -p pcgrad-capi --target-dir "${CARGO_TARGET_DIR:-target}/msrv"
