@@ -357,3 +357,30 @@ pub(super) fn peak<V: Lanes8>(buf: &[[f32; W]; PEAK_VECS], iters: usize) -> f32 
     }
     s
 }
+
+/// Products per step of [`peak_f64`].
+pub(crate) const PEAK_F64_PRODUCTS: usize = 4 * W;
+
+/// The `f64` multiply-add throughput of [`Lanes8::dmul_add`] (for the
+/// roofline's compute roof of the projected apply, which combines rows in
+/// `f64`): `iters` steps of four independent eight-lane accumulators, each
+/// `acc + x * c` with `x` loaded from `buf` (in L1) and `c` a splat, as the
+/// combination multiplies a loaded row by a coefficient. Returns the sum of
+/// the accumulators (so that the work cannot be elided).
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+pub(super) fn peak_f64<V: Lanes8>(buf: &[[f64; W]; PEAK_VECS], iters: usize) -> f64 {
+    let mut acc = [V::dzero(); 4];
+    let c = V::dsplat(1.0 - 1e-9);
+    for k in 0..iters {
+        let base = k * 4;
+        for r in 0..4 {
+            acc[r] = V::dmul_add(V::dload(&buf[(base + r) % PEAK_VECS]), c, acc[r]);
+        }
+    }
+    let mut s = 0.0f64;
+    for r in 0..4 {
+        s += V::dstore(acc[r]).iter().sum::<f64>();
+    }
+    s
+}

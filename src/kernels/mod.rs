@@ -304,6 +304,23 @@ impl Kernels {
         }
     }
 
+    /// The `f64` multiply-add throughput probe of the roofline's compute
+    /// roof for the projected apply: `iters` steps of four independent
+    /// eight-lane `acc + x * c` updates in `f64` (`Lanes8::dmul_add`, the
+    /// merged apply kernel's lane operation; the projected combination does
+    /// the same multiply, then add, per term), over `buf`. Returns a sum
+    /// that depends on every update.
+    #[allow(unsafe_code)]
+    pub(crate) fn peak_f64(self, buf: &[[f64; 8]; PEAK_VECS], iters: usize) -> f64 {
+        match self.0 {
+            Isa::Portable => lanes::peak_f64::<::wide::f32x8>(buf, iters),
+            // SAFETY: a `Kernels` holding `Isa::Avx` or `Isa::Avx512`
+            // exists only after `x86::detected` found AVX on this CPU.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::peak_f64_avx(buf, iters) },
+        }
+    }
+
     /// One Gram tile over one block (at most [`BLOCK`] columns): the unit
     /// that [`Element::gram_run`] repeats, for the kernel tests.
     #[cfg(test)]
@@ -587,7 +604,7 @@ fn run_lanes<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
 pub mod scalar;
 
 mod lanes;
-pub(crate) use lanes::PEAK_VECS;
+pub(crate) use lanes::{PEAK_F64_PRODUCTS, PEAK_VECS};
 use lanes::{merge8, tile, Lanes8};
 
 pub mod wide;

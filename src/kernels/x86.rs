@@ -229,6 +229,13 @@ pub(super) fn peak_avx512(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f
     super::lanes::peak::<Avx>(buf, iters)
 }
 
+/// The `f64` multiply-add probe ([`super::Kernels::peak_f64`]) on AVX
+/// (AVX-512VL adds nothing: four accumulators fit 16 registers).
+#[target_feature(enable = "avx")]
+pub(super) fn peak_f64_avx(buf: &[[f64; 8]; super::PEAK_VECS], iters: usize) -> f64 {
+    super::lanes::peak_f64::<Avx>(buf, iters)
+}
+
 /// [`super::Kernels::combine`] on AVX: the same `f64` multiplies and adds,
 /// auto-vectorised over four lanes per register.
 #[target_feature(enable = "avx")]
