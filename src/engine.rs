@@ -697,7 +697,7 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
     while let Some(seg) = cursor.next(grads.layout()) {
         let w = weight(grads.layout(), seg.index, reduction);
         for piece in seg.blocks(TILE_W) {
-            let (rows, acc) = load_tile(&*grads, &piece, tile);
+            let (rows, acc) = load_tile(k, &*grads, &piece, tile);
             if let Some(m) = merged.as_deref_mut() {
                 merged_from_tile(
                     k,
@@ -711,9 +711,7 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
             for i in 0..t {
                 if let Some(dst) = grads.values_mut(i, &piece) {
                     k.combine(rows, TILE_W, &coef.a[i * t..(i + 1) * t], acc);
-                    for (o, &v) in dst.iter_mut().zip(acc.iter()) {
-                        *o = F::from_f64(v);
-                    }
+                    F::narrow_slice(k, acc, dst);
                 }
             }
         }
@@ -725,6 +723,7 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
 /// tile as `f64` (zeros for tasks without the segment); returns the rows and
 /// an accumulator of the piece's length.
 fn load_tile<'t, F: Element, R: Gradients<F> + ?Sized>(
+    k: Kernels,
     grads: &R,
     piece: &Segment,
     tile: &'t mut [f64],
@@ -736,9 +735,7 @@ fn load_tile<'t, F: Element, R: Gradients<F> + ?Sized>(
     for j in 0..t {
         let dst = &mut rows[j * TILE_W..j * TILE_W + len];
         if layout.has_grad(j, piece.index) {
-            for (d, &v) in dst.iter_mut().zip(grads.values(j, piece)) {
-                *d = v.to_f64();
-            }
+            F::widen_slice(k, grads.values(j, piece), dst);
         } else {
             dst.fill(0.0);
         }

@@ -236,6 +236,19 @@ pub(super) fn peak_f64_avx(buf: &[[f64; 8]; super::PEAK_VECS], iters: usize) -> 
     super::lanes::peak_f64::<Avx>(buf, iters)
 }
 
+/// [`super::Kernels::widen`] on AVX (auto-vectorised, 256-bit stores).
+#[target_feature(enable = "avx")]
+pub(super) fn widen_avx(src: &[f32], dst: &mut [f64]) {
+    super::widen_f32(src, dst)
+}
+
+/// [`super::Kernels::narrow`] on AVX (auto-vectorised; the conversion
+/// rounds to nearest, as `as f32` does).
+#[target_feature(enable = "avx")]
+pub(super) fn narrow_avx(src: &[f64], dst: &mut [f32]) {
+    super::narrow_f32(src, dst)
+}
+
 /// [`super::Kernels::combine`] on AVX: the same `f64` multiplies and adds,
 /// auto-vectorised over four lanes per register.
 #[target_feature(enable = "avx")]
