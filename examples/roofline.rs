@@ -335,7 +335,11 @@ fn main() {
             // 3 to 15).
             let probe = time(&mut || {
                 PpcGrad::new()
-                    .merge(&Flat::new(layout, &lim).expect("flat"), &mut merged, &mut ws)
+                    .merge(
+                        &Flat::new(layout, &lim).expect("flat"),
+                        &mut merged,
+                        &mut ws,
+                    )
                     .expect("merge")
             })
             .as_secs_f64();

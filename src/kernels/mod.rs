@@ -702,8 +702,8 @@ fn run_lanes<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
 pub mod scalar;
 
 mod lanes;
-pub(crate) use lanes::{PEAK_F64_PRODUCTS, PEAK_VECS};
 use lanes::{merge8, tile, Lanes8};
+pub(crate) use lanes::{PEAK_F64_PRODUCTS, PEAK_VECS};
 
 pub mod wide;
 

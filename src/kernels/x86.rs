@@ -12,11 +12,11 @@
 
 use super::{Isa, Lanes8, Tile};
 use core::arch::x86_64::{
-    __m256, __m256d, _mm256_add_pd, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtpd_ps,
-    _mm256_cvtps_pd, _mm256_extractf128_ps, _mm256_loadu_pd, _mm256_loadu_ps, _mm256_mul_pd,
-    _mm256_mul_ps, _mm256_set1_pd, _mm256_setzero_pd, _mm256_setzero_ps, _mm256_storeu_pd,
-    _mm256_storeu_ps, _mm_storeu_ps, _mm256_castpd256_pd128, _mm256_extractf128_pd, _mm_add_pd,
-    _mm_add_sd, _mm_cvtsd_f64, _mm_unpackhi_pd,
+    __m256, __m256d, _mm256_add_pd, _mm256_add_ps, _mm256_castpd256_pd128, _mm256_castps256_ps128,
+    _mm256_cvtpd_ps, _mm256_cvtps_pd, _mm256_extractf128_pd, _mm256_extractf128_ps,
+    _mm256_loadu_pd, _mm256_loadu_ps, _mm256_mul_pd, _mm256_mul_ps, _mm256_set1_pd,
+    _mm256_setzero_pd, _mm256_setzero_ps, _mm256_storeu_pd, _mm256_storeu_ps, _mm_add_pd,
+    _mm_add_sd, _mm_cvtsd_f64, _mm_storeu_ps, _mm_unpackhi_pd,
 };
 use core::sync::atomic::{AtomicU8, Ordering};
 
