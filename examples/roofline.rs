@@ -23,7 +23,19 @@
 //! - **compute roof**: the T(T+1)/2 products per column of the Gram pass at
 //!   the vector multiply-add rate of the selected kernels' lane operation
 //!   (`pcgrad::bench::peak`, measured on as many threads at the start).
+//! - **projected compute roof**: the Gram pass's compute roof plus the
+//!   in-place apply's `f64` products per column (each g'_i combines the
+//!   rows whose coefficient A_ij is not zero, a multiply then an add in
+//!   `f64`: at most T^2; counted from the call's workspace) at the rate of
+//!   the selected
+//!   kernels' `f64` lane operation (`pcgrad::bench::peak_f64`, four
+//!   independent accumulators, measured like the probe above).
 //! - limit = max(memory, compute); ratio = time / limit.
+//!
+//! The merged paths and their memory roof read the same buffer (so both
+//! find it in the same cache state: a copy of J that the limit's kernels
+//! had just read would be warmer than the path's own in the L3 rows); the
+//! projected path rewrites its own copy.
 //!
 //! Paths: the one-call merged path (`PpcGrad`) on one thread and on all
 //! cores, the in-place projected path (all cores), the direct loop of the
@@ -272,15 +284,19 @@ fn main() {
         kernels.isa()
     );
     println!("memory roof: merged = read J, then read J + write N; projected = read J, then read J + write J + write N (streaming kernels, same threads and column split as the path)");
+    println!(
+        "projected compute roof: the Gram compute roof plus nz N f64 products (the in-place apply's combination of rows; nz = the non-zero coefficients A_ij, at most T^2) at the {:?} f64 lane operation's rate (multiply, then add; 4 independent 8-lane accumulators), measured like the Gram probe",
+        kernels.isa()
+    );
     println!("limit = max(memory, compute), ms; ratio = time / limit; level = the cache the working set T x N + N floats fits (L1/L2 per core, L3 shared)");
     println!(
         "P = the path's worker count (all cores when each has >= {} elements, else 1); gain = portable1 / merged1 (compile-time backend against the run-time kernels)",
         pcgrad::parallel::MIN_WORK
     );
     println!(
-        "{:>3} {:>9} {:>7} {:>5} | {:>7} {:>7} {:>8} {:>5} | {:>1} {:>7} {:>7} {:>8} {:>5} | {:>7} {:>8} {:>5} | {:>9} {:>7} | {:>9} {:>5}",
+        "{:>3} {:>9} {:>7} {:>5} | {:>7} {:>7} {:>8} {:>5} | {:>1} {:>7} {:>7} {:>8} {:>5} | {:>7} {:>7} {:>8} {:>5} | {:>9} {:>7} | {:>9} {:>5}",
         "T", "N", "MiB", "level", "mem1", "comp1", "merged1", "ratio", "P", "memP", "compP", "mergedP",
-        "ratio", "projlim", "projP", "ratio", "direct1", "speedup", "portable1", "gain"
+        "ratio", "projmem", "projc", "projP", "ratio", "direct1", "speedup", "portable1", "gain"
     );
     let portable = Kernels::new(Isa::Portable).expect("the portable kernels run everywhere");
     // Worst ratios over the target sets: merged at N >= 1e5 (1.25),
@@ -297,6 +313,9 @@ fn main() {
         for &n in ns {
             let bytes = (t + 1) * n * 4;
             let grads = make_grads(t, n);
+            // The merged paths' input and the limit kernels' buffer (the
+            // projected limit negates it: the merged paths then see -J,
+            // the same work).
             let mut lim = grads.clone();
             let mut lim_out = vec![0.0f32; n];
             let mut scratch = grads.clone();
@@ -304,7 +323,6 @@ fn main() {
             let mut merged = vec![0.0f32; n];
             let mut ws = vec![0.0f64; pcgrad::workspace_len(t).expect("workspace")];
             let layout = Layout::dense(t, n).expect("layout");
-            let flat = Flat::new(layout, &grads).expect("flat");
             let w = pcgrad::parallel::workers(threads, t * n);
             let level = if bytes <= l1 {
                 "L1"
@@ -319,7 +337,11 @@ fn main() {
             // 3 to 15).
             let probe = time(&mut || {
                 PpcGrad::new()
-                    .merge(&flat, &mut merged, &mut ws)
+                    .merge(
+                        &Flat::new(layout, &lim).expect("flat"),
+                        &mut merged,
+                        &mut ws,
+                    )
                     .expect("merge")
             })
             .as_secs_f64();
@@ -329,10 +351,13 @@ fn main() {
             // merged write, ordinary and non-temporal; projected write,
             // both), 10 merged1, 11 mergedP, 12 projP, 13 portable1,
             // 14 the compute probe, 15 and 16 the four-row reads on 1 and
-            // w threads, 17 the direct loop.
-            let mut v: [Vec<Duration>; 18] = Default::default();
+            // w threads, 17 the direct loop, 18 the f64 compute probe.
+            let mut v: [Vec<Duration>; 19] = Default::default();
             // The direct loop costs O(T^2) passes: at most 3 reps in the quick set.
             let mut direct_reps = if quick { reps.min(3) } else { reps };
+            // The non-zero coefficients of the projected call (the same
+            // every rep: each starts from J).
+            let mut nonzero = t * t;
             for r in 0..reps {
                 for (i, &ww) in [1, w].iter().enumerate() {
                     let o = i * 5;
@@ -350,6 +375,10 @@ fn main() {
                 v[14].push(time(&mut || {
                     sink += bench::peak(kernels, black_box(PEAK_ITERS))
                 }));
+                v[18].push(time(&mut || {
+                    sink += bench::peak_f64(kernels, black_box(PEAK_ITERS)) as f32
+                }));
+                let flat = Flat::new(layout, &lim).expect("flat");
                 v[10].push(time(&mut || {
                     PpcGrad::new()
                         .merge(&flat, &mut merged, &mut ws)
@@ -361,6 +390,11 @@ fn main() {
                         .merge(&flat, &mut merged, &mut ws)
                         .expect("merge")
                 }));
+                // Every projected call starts from J (untimed copy): the
+                // same work each rep, as a training step projects fresh
+                // gradients (projecting its own output again would find
+                // fewer conflicts rep by rep).
+                proj.copy_from_slice(&grads);
                 v[12].push(time(&mut || {
                     let mut g = FlatMut::new(layout, &mut proj).expect("flatmut");
                     PpcGrad::new()
@@ -368,6 +402,11 @@ fn main() {
                         .project(&mut g, None, &mut ws)
                         .expect("project")
                 }));
+                // The coefficients A (T x T) follow the Gram in the
+                // workspace; the apply skips the zero ones.
+                let a0 = pcgrad::engine::gram_workspace_len(t).expect("len");
+                let nz = ws[a0..a0 + t * t].iter().filter(|&&a| a != 0.0).count();
+                nonzero = nz;
                 v[13].push(time(&mut || {
                     bench::merge_on(portable, &mut PpcGrad::new(), &flat, &mut merged, &mut ws)
                         .expect("merge")
@@ -399,7 +438,11 @@ fn main() {
             let pmem = |o: usize| read(o) + m[o + 3].min(m[o + 4]);
             let (mem1, memp, projmem) = (mem(0), mem(5), pmem(5));
             let (lim1, limp) = (mem1.max(comp(1)), memp.max(comp(w)));
-            let projlim = projmem.max(comp(w));
+            // The in-place apply's f64 products per column (one per
+            // non-zero coefficient), on w cores.
+            let rate64 = (PEAK_ITERS * bench::PEAK_F64_PRODUCTS) as f64 / m[18];
+            let projcomp = comp(w) + (nonzero * n) as f64 / (w as f64 * rate64);
+            let projlim = projmem.max(projcomp);
             let (r1, rp, rj) = (m[10] / lim1, m[11] / limp, m[12] / projlim);
             if n >= 100_000 {
                 note(0, r1, t, n);
@@ -416,7 +459,7 @@ fn main() {
             }
             let ms = |s: f64| s * 1e3;
             println!(
-                "{:>3} {:>9} {:>7.1} {:>5} | {:>7.3} {:>7.3} {:>8.3} {:>5.2} | {:>1} {:>7.3} {:>7.3} {:>8.3} {:>5.2} | {:>7.3} {:>8.3} {:>5.2} | {:>9.3} {:>6.1}x | {:>9.3} {:>5.2}",
+                "{:>3} {:>9} {:>7.1} {:>5} | {:>7.3} {:>7.3} {:>8.3} {:>5.2} | {:>1} {:>7.3} {:>7.3} {:>8.3} {:>5.2} | {:>7.3} {:>7.3} {:>8.3} {:>5.2} | {:>9.3} {:>6.1}x | {:>9.3} {:>5.2}",
                 t,
                 n,
                 bytes as f64 / (1 << 20) as f64,
@@ -430,7 +473,8 @@ fn main() {
                 ms(comp(w)),
                 ms(m[11]),
                 rp,
-                ms(projlim),
+                ms(projmem),
+                ms(projcomp),
                 ms(m[12]),
                 rj,
                 ms(m[17]),

@@ -38,6 +38,21 @@ pub fn peak(k: Kernels, iters: usize) -> f32 {
 /// Products per step of [`peak`].
 pub const PEAK_PRODUCTS: usize = 12 * 8;
 
+/// The `f64` compute-roof probe: `iters` steps of four independent vector
+/// multiply-adds (8 `f64` lanes each, `acc + x * c` with `x` loaded from an
+/// L1 buffer, a multiply then an add) in the `f64` lane arithmetic of the
+/// kernels of `k`: the rate of the projected apply's combination of rows.
+/// Returns a value that depends on every step; the caller times it
+/// ([`PEAK_F64_PRODUCTS`] products per step).
+pub fn peak_f64(k: Kernels, iters: usize) -> f64 {
+    let buf: [[f64; 8]; crate::kernels::PEAK_VECS] =
+        core::array::from_fn(|i| core::array::from_fn(|l| 1.0 + (i * 8 + l) as f64 * 1e-6));
+    k.peak_f64(&buf, iters)
+}
+
+/// Products per step of [`peak_f64`].
+pub const PEAK_F64_PRODUCTS: usize = crate::kernels::PEAK_F64_PRODUCTS;
+
 /// The vector width of the streaming kernels below: `"AVX-512F"` (16
 /// lanes) or `"AVX"` (8 lanes) when the CPU has them (x86-64 with `std`),
 /// else `"portable"` (`wide::f32x8` on the compile-time backend).

@@ -34,6 +34,12 @@ const GROUPS: usize = 256;
 /// Columns per tile of the `f64` apply path.
 pub const TILE_W: usize = 32;
 
+/// Doubles of the projected apply's stack tile with `std` and SIMD (16 KiB,
+/// half of a common L1): `WIDE_TILE / (T + 1)` columns, rounded down to a
+/// multiple of [`TILE_W`], when that is more than [`TILE_W`].
+#[cfg(feature = "std")]
+const WIDE_TILE: usize = 2048;
+
 /// How the merged gradient reduces over tasks.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -698,7 +704,7 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
     from: SegPos,
     lo: usize,
     hi: usize,
-    mut merged: Option<&mut [F]>,
+    merged: Option<&mut [F]>,
     tile: &mut [f64],
 ) -> Result<()> {
     let t = grads.layout().tasks();
@@ -710,15 +716,53 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
         return Err(Error::WorkspaceTooSmall);
     }
     let k = Kernels::best();
+    // With SIMD and `std`, a wider tile on the stack when T is small: the
+    // calls per piece (T + 1 loads, T combinations and writes) cost about
+    // as much as their work on TILE_W columns at T = 2. Columns are
+    // independent, so the width does not change any value.
+    #[cfg(feature = "std")]
+    {
+        let cols = (WIDE_TILE / (t + 1)) / TILE_W * TILE_W;
+        if SIMD && cols > TILE_W {
+            let mut wide = [0.0f64; WIDE_TILE];
+            project_pieces(
+                k, grads, coef, reduction, from, lo, hi, merged, &mut wide, cols,
+            );
+            return Ok(());
+        }
+    }
+    project_pieces(
+        k, grads, coef, reduction, from, lo, hi, merged, tile, TILE_W,
+    );
+    Ok(())
+}
+
+/// The loop of [`apply_projected_from`] (arguments checked) over pieces of
+/// `width` columns, through `tile` ((T + 1) x `width` doubles).
+#[allow(clippy::too_many_arguments)]
+fn project_pieces<F: Element, G: GradientsMut<F>>(
+    k: Kernels,
+    grads: &mut G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    from: SegPos,
+    lo: usize,
+    hi: usize,
+    mut merged: Option<&mut [F]>,
+    tile: &mut [f64],
+    width: usize,
+) {
+    let t = grads.layout().tasks();
     let mut cursor = Pieces::new(grads.layout().seek(from, lo), lo, hi);
     while let Some(seg) = cursor.next(grads.layout()) {
         let w = weight(grads.layout(), seg.index, reduction);
-        for piece in seg.blocks(TILE_W) {
-            let (rows, acc) = load_tile(&*grads, &piece, tile);
+        for piece in seg.blocks(width) {
+            let (rows, acc) = load_tile(k, &*grads, &piece, tile, width);
             if let Some(m) = merged.as_deref_mut() {
                 merged_from_tile(
                     k,
                     rows,
+                    width,
                     coef.b,
                     w,
                     acc,
@@ -727,35 +771,32 @@ pub(crate) fn apply_projected_from<F: Element, G: GradientsMut<F>>(
             }
             for i in 0..t {
                 if let Some(dst) = grads.values_mut(i, &piece) {
-                    k.combine(rows, TILE_W, &coef.a[i * t..(i + 1) * t], acc);
-                    for (o, &v) in dst.iter_mut().zip(acc.iter()) {
-                        *o = F::from_f64(v);
-                    }
+                    k.combine(rows, width, &coef.a[i * t..(i + 1) * t], acc);
+                    F::narrow_slice(k, acc, dst);
                 }
             }
         }
     }
-    Ok(())
 }
 
-/// Loads every task's values on `piece` (at most TILE_W columns) into the
-/// tile as `f64` (zeros for tasks without the segment); returns the rows and
-/// an accumulator of the piece's length.
+/// Loads every task's values on `piece` (at most `width` columns) into the
+/// tile as `f64`, rows `width` apart (zeros for tasks without the segment);
+/// returns the rows and an accumulator of the piece's length.
 fn load_tile<'t, F: Element, R: Gradients<F> + ?Sized>(
+    k: Kernels,
     grads: &R,
     piece: &Segment,
     tile: &'t mut [f64],
+    width: usize,
 ) -> (&'t [f64], &'t mut [f64]) {
     let layout = grads.layout();
     let t = layout.tasks();
     let len = piece.len();
-    let (rows, acc) = tile.split_at_mut(t * TILE_W);
+    let (rows, acc) = tile.split_at_mut(t * width);
     for j in 0..t {
-        let dst = &mut rows[j * TILE_W..j * TILE_W + len];
+        let dst = &mut rows[j * width..j * width + len];
         if layout.has_grad(j, piece.index) {
-            for (d, &v) in dst.iter_mut().zip(grads.values(j, piece)) {
-                *d = v.to_f64();
-            }
+            F::widen_slice(k, grads.values(j, piece), dst);
         } else {
             dst.fill(0.0);
         }
@@ -763,16 +804,17 @@ fn load_tile<'t, F: Element, R: Gradients<F> + ?Sized>(
     (rows, &mut acc[..len])
 }
 
-/// `out = w * sum_j b_j rows[j]` (rows of [`TILE_W`] doubles).
+/// `out = w * sum_j b_j rows[j]` (rows `width` doubles apart).
 fn merged_from_tile<F: Element>(
     k: Kernels,
     rows: &[f64],
+    width: usize,
     b: &[f64],
     w: f64,
     acc: &mut [f64],
     out: &mut [F],
 ) {
-    k.combine(rows, TILE_W, b, acc);
+    k.combine(rows, width, b, acc);
     for (o, &v) in out.iter_mut().zip(acc.iter()) {
         *o = F::from_f64(v * w);
     }
@@ -784,7 +826,7 @@ mod tests {
 
     use super::*;
     use crate::kernels::{gram_tile_exact, scalar};
-    use crate::layout::Flat;
+    use crate::layout::{Flat, FlatMut};
 
     /// The Gram of a chunk as one scalar tile call per block and group of
     /// four rows (the diagonal tiles first, the exact kernel where a
@@ -907,6 +949,61 @@ mod tests {
                             .collect::<std::vec::Vec<_>>(),
                         "T={t} {c0}..{c1} {segs:?}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The projected apply's piece width (the workspace tile's TILE_W
+    /// columns, or the wider stack tile) changes no bit of g'_i or of the
+    /// merged output, with segments, tasks without a segment and a range
+    /// that starts and ends inside pieces.
+    #[test]
+    fn projected_width_is_bitwise_invisible() {
+        let n = 1500;
+        let segments = [700, 800];
+        for t in [1usize, 2, 3, 5, 8, 17] {
+            let mut data = std::vec![0.0f32; t * n];
+            let mut s = t as u32 + 7;
+            for (k, x) in data.iter_mut().enumerate() {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let sign = if k / n % 2 == 1 { -0.7 } else { 0.9 };
+                *x = sign * ((k % n) as f32 * 1e-3).sin() + (s >> 8) as f32 / (1u32 << 24) as f32
+                    - 0.5;
+            }
+            let mask: std::vec::Vec<bool> = (0..2 * t).map(|k| k % 5 != 3).collect();
+            let layout = Layout::new(t, n, &segments, &mask).unwrap();
+            let mut gram = std::vec![0.0f64; gram_workspace_len(t).unwrap()];
+            accumulate_gram(&Flat::new(layout, &data).unwrap(), 0, n, &mut gram).unwrap();
+            let mut cws = std::vec![0.0f64; coefficients_len(t).unwrap()];
+            let (coef, _) =
+                coefficients(&gram[..t * t], t, &mut Mode::Simultaneous, &mut cws).unwrap();
+            let (lo, hi) = (5, n - 3);
+            let mut want: Option<(std::vec::Vec<f32>, std::vec::Vec<f32>)> = None;
+            for width in [TILE_W, 2 * TILE_W, 3 * TILE_W, 21 * TILE_W] {
+                let mut g = data.clone();
+                let mut merged = std::vec![0.0f32; hi - lo];
+                let mut tile = std::vec![0.0f64; (t + 1) * width];
+                let mut grads = FlatMut::new(layout, &mut g).unwrap();
+                project_pieces(
+                    Kernels::best(),
+                    &mut grads,
+                    &coef,
+                    Reduction::Mean,
+                    SegPos::START,
+                    lo,
+                    hi,
+                    Some(&mut merged),
+                    &mut tile,
+                    width,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<std::vec::Vec<_>>();
+                match &want {
+                    None => want = Some((g, merged)),
+                    Some((wg, wm)) => {
+                        assert_eq!(bits(&g), bits(wg), "T={t} width {width}");
+                        assert_eq!(bits(&merged), bits(wm), "T={t} width {width}");
+                    }
                 }
             }
         }

@@ -15,6 +15,13 @@ pub(super) trait Lanes8: Copy {
     /// `acc + self * b`, rounded twice.
     fn mul_add2(self, b: Self, acc: Self) -> Self;
     fn to_array(self) -> [f32; 8];
+    /// The lanes' `f64` sum in [`lane_sum`]'s fixed pairwise order; a
+    /// backend may do it in its vectors (the same additions in the same
+    /// order, so bitwise the same).
+    #[inline(always)]
+    fn lane_sum(self) -> f64 {
+        lane_sum(self.to_array())
+    }
     /// Eight `f64` lanes, for the apply pass.
     type D: Copy;
     /// The lanes widened to `f64` (exact).
@@ -38,13 +45,14 @@ const W: usize = 8;
 /// `f32` value, so for gradients of ordinary dynamic range the sums are
 /// exact in `f64` and independent of how the columns were split.
 #[inline(always)]
-fn finish(acc: [f32; W], a: &[f32], b: &[f32], from: usize) -> f64 {
-    add_tail(lane_sum(acc), a, b, from)
+fn finish<V: Lanes8>(acc: V, a: &[f32], b: &[f32], from: usize) -> f64 {
+    add_tail(acc.lane_sum(), a, b, from)
 }
 
-/// The lane part of [`finish`].
+/// The lane part of [`finish`]: `(l0 + l4) + (l2 + l6)` plus
+/// `(l1 + l5) + (l3 + l7)`, in `f64`.
 #[inline(always)]
-fn lane_sum(acc: [f32; W]) -> f64 {
+pub(super) fn lane_sum(acc: [f32; W]) -> f64 {
     let h: [f64; 4] = core::array::from_fn(|l| f64::from(acc[l]) + f64::from(acc[l + 4]));
     (h[0] + h[2]) + (h[1] + h[3])
 }
@@ -116,7 +124,7 @@ fn rect<V: Lanes8, const R: usize, const C: usize>(
     for r in 0..R {
         for c in 0..C {
             let (x, y) = (&a[r0 + r][..len], &b[c0 + c][..len]);
-            out[r0 + r][c0 + c] += finish(acc[r][c].to_array(), x, y, n * W);
+            out[r0 + r][c0 + c] += finish(acc[r][c], x, y, n * W);
         }
     }
 }
@@ -167,12 +175,12 @@ fn tri_flush<V: Lanes8, const R: usize>(
     for r in 0..R {
         let x = &a[r0 + r][..len];
         let sq = acc[r][r].to_array();
-        let s = lane_sum(sq);
+        let s = acc[r][r].lane_sum();
         ok &= row_fits(sq, s, x, n * W);
         out[r0 + r][r0 + r] += add_tail(s, x, x, n * W);
         for c in r + 1..R {
             let y = &a[r0 + c][..len];
-            out[r0 + r][r0 + c] += finish(acc[r][c].to_array(), x, y, n * W);
+            out[r0 + r][r0 + c] += finish(acc[r][c], x, y, n * W);
         }
     }
     ok
@@ -354,6 +362,33 @@ pub(super) fn peak<V: Lanes8>(buf: &[[f32; W]; PEAK_VECS], iters: usize) -> f32 
         for c in 0..3 {
             s += acc[r][c].to_array().iter().sum::<f32>();
         }
+    }
+    s
+}
+
+/// Products per step of [`peak_f64`].
+pub(crate) const PEAK_F64_PRODUCTS: usize = 4 * W;
+
+/// The `f64` multiply-add throughput of [`Lanes8::dmul_add`] (for the
+/// roofline's compute roof of the projected apply, which combines rows in
+/// `f64`): `iters` steps of four independent eight-lane accumulators, each
+/// `acc + x * c` with `x` loaded from `buf` (in L1) and `c` a splat, as the
+/// combination multiplies a loaded row by a coefficient. Returns the sum of
+/// the accumulators (so that the work cannot be elided).
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+pub(super) fn peak_f64<V: Lanes8>(buf: &[[f64; W]; PEAK_VECS], iters: usize) -> f64 {
+    let mut acc = [V::dzero(); 4];
+    let c = V::dsplat(1.0 - 1e-9);
+    for k in 0..iters {
+        let base = k * 4;
+        for r in 0..4 {
+            acc[r] = V::dmul_add(V::dload(&buf[(base + r) % PEAK_VECS]), c, acc[r]);
+        }
+    }
+    let mut s = 0.0f64;
+    for r in 0..4 {
+        s += V::dstore(acc[r]).iter().sum::<f64>();
     }
     s
 }

@@ -104,6 +104,30 @@ mod sealed {
         fn pair_sum(x: &[Self], y: &[Self], fast: bool) -> f64;
         /// Whether a row block may take the narrow `f32` lanes (never in `f64`).
         fn block_fits(x: &[Self]) -> bool;
+        /// `dst[c] = src[c]` widened to `f64` (exact), over the shorter of
+        /// the two: the projected apply's tile load. `f32` runs it in the
+        /// widest vectors of `k` (the combination then reads whole vectors
+        /// that whole-vector stores wrote, with no store-forwarding stall).
+        #[inline]
+        fn widen_slice(_k: Kernels, src: &[Self], dst: &mut [f64])
+        where
+            Self: super::Element,
+        {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = v.to_f64();
+            }
+        }
+        /// `dst[c] = src[c]` rounded from `f64` (as `from_f64`), over the
+        /// shorter of the two: the projected apply's write of g'_i.
+        #[inline]
+        fn narrow_slice(_k: Kernels, src: &[f64], dst: &mut [Self])
+        where
+            Self: super::Element,
+        {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = Self::from_f64(v);
+            }
+        }
     }
 }
 
@@ -285,6 +309,33 @@ impl Kernels {
         }
     }
 
+    /// [`sealed::Sealed::widen_slice`] for `f32`: the same conversions
+    /// (exact), in the widest vectors of these kernels.
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) fn widen(self, src: &[f32], dst: &mut [f64]) {
+        match self.0 {
+            Isa::Portable => widen_f32(src, dst),
+            // SAFETY: a `Kernels` holding `Isa::Avx` or `Isa::Avx512`
+            // exists only after `x86::detected` found AVX on this CPU.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::widen_avx(src, dst) },
+        }
+    }
+
+    /// [`sealed::Sealed::narrow_slice`] for `f32`: each value rounded to
+    /// nearest (as `as f32`), in the widest vectors of these kernels.
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) fn narrow(self, src: &[f64], dst: &mut [f32]) {
+        match self.0 {
+            Isa::Portable => narrow_f32(src, dst),
+            // SAFETY: as in `widen`, the CPU has AVX.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::narrow_avx(src, dst) },
+        }
+    }
+
     /// The multiply-add throughput probe of the roofline's compute roof:
     /// `iters` steps of 12 independent `acc + a * b` vector updates (8 lanes
     /// each) with the lane operation of these kernels' Gram tile
@@ -301,6 +352,23 @@ impl Kernels {
             // AVX.
             #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Isa::Avx512 => unsafe { x86::peak_avx512(buf, iters) },
+        }
+    }
+
+    /// The `f64` multiply-add throughput probe of the roofline's compute
+    /// roof for the projected apply: `iters` steps of four independent
+    /// eight-lane `acc + x * c` updates in `f64` (`Lanes8::dmul_add`, the
+    /// merged apply kernel's lane operation; the projected combination does
+    /// the same multiply, then add, per term), over `buf`. Returns a sum
+    /// that depends on every update.
+    #[allow(unsafe_code)]
+    pub(crate) fn peak_f64(self, buf: &[[f64; 8]; PEAK_VECS], iters: usize) -> f64 {
+        match self.0 {
+            Isa::Portable => lanes::peak_f64::<::wide::f32x8>(buf, iters),
+            // SAFETY: a `Kernels` holding `Isa::Avx` or `Isa::Avx512`
+            // exists only after `x86::detected` found AVX on this CPU.
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            Isa::Avx | Isa::Avx512 => unsafe { x86::peak_f64_avx(buf, iters) },
         }
     }
 
@@ -385,6 +453,14 @@ impl sealed::Sealed for f32 {
     #[inline]
     fn block_fits(x: &[f32]) -> bool {
         scalar::fast_range_f32(x)
+    }
+    #[inline]
+    fn widen_slice(k: Kernels, src: &[f32], dst: &mut [f64]) {
+        k.widen(src, dst)
+    }
+    #[inline]
+    fn narrow_slice(k: Kernels, src: &[f64], dst: &mut [f32]) {
+        k.narrow(src, dst)
     }
 }
 
@@ -485,6 +561,24 @@ pub fn gram_tile_exact<F: Element>(
     }
 }
 
+/// `dst[c] = f64(src[c])` (exact) over the shorter of the two; compiled
+/// with the caller's target features.
+#[inline(always)]
+pub(crate) fn widen_f32(src: &[f32], dst: &mut [f64]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = f64::from(v);
+    }
+}
+
+/// `dst[c] = src[c] as f32` (round to nearest) over the shorter of the
+/// two; compiled with the caller's target features.
+#[inline(always)]
+pub(crate) fn narrow_f32(src: &[f64], dst: &mut [f32]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = v as f32;
+    }
+}
+
 /// [`Kernels::combine`] in runs of `W` columns whose sums stay in
 /// registers across the rows (one store per column instead of one per row
 /// and column; `W` = 16: 8 SSE2 registers, 32: 8 AVX registers, enough
@@ -499,9 +593,31 @@ pub(crate) fn combine_cols<const W: usize>(
     coef: &[f64],
     acc: &mut [f64],
 ) {
-    let mut c0 = 0;
-    for run in acc.chunks_mut(W) {
-        let n = run.len();
+    let (full, tail) = acc.as_chunks_mut::<W>();
+    // Whole runs with the run length known at compile time, so that the
+    // sums stay in registers (a run of variable length kept them in memory,
+    // one store-to-load round trip per row in each sum's chain).
+    for (k, run) in full.iter_mut().enumerate() {
+        let c0 = k * W;
+        let mut s = [0.0f64; W];
+        for (j, &cj) in coef.iter().enumerate() {
+            if cj != 0.0 {
+                let Some(Ok(r)) = rows
+                    .get(j * stride + c0..j * stride + c0 + W)
+                    .map(<&[f64; W]>::try_from)
+                else {
+                    continue;
+                };
+                for (s, &v) in s.iter_mut().zip(r) {
+                    *s += cj * v;
+                }
+            }
+        }
+        *run = s;
+    }
+    let c0 = full.len() * W;
+    let n = tail.len();
+    if n > 0 {
         let mut s = [0.0f64; W];
         for (j, &cj) in coef.iter().enumerate() {
             if cj != 0.0 {
@@ -513,8 +629,7 @@ pub(crate) fn combine_cols<const W: usize>(
                 }
             }
         }
-        run.copy_from_slice(&s[..n]);
-        c0 += n;
+        tail.copy_from_slice(&s[..n]);
     }
 }
 
@@ -587,8 +702,8 @@ fn run_lanes<V: Lanes8, const D: usize, const SR: usize, const SC: usize>(
 pub mod scalar;
 
 mod lanes;
-pub(crate) use lanes::PEAK_VECS;
 use lanes::{merge8, tile, Lanes8};
+pub(crate) use lanes::{PEAK_F64_PRODUCTS, PEAK_VECS};
 
 pub mod wide;
 

@@ -324,6 +324,51 @@ fn combine_is_bitwise_the_row_loop(k: Kernels) {
     }
 }
 
+/// The projected apply's conversions on `k` against `f64::from` and
+/// `as f32`, bitwise, over every length up to three vectors and past:
+/// infinities, -0.0, subnormals, `f64` values beyond the `f32` range and
+/// halfway cases (ties to even); a NaN gives a NaN (its sign and payload
+/// are not specified: Miri picks them at random).
+fn conversions_are_bitwise_as_casts(k: Kernels) {
+    let same32 = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    let same64 = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    let wide: [f64; 12] = [
+        f64::NAN,
+        f64::INFINITY,
+        -0.0,
+        1e-45,
+        -7e-46,
+        1e300,
+        -3.5e38,
+        1.0 + f64::from(f32::EPSILON) / 2.0,
+        1.0 + f64::from(f32::EPSILON) * 1.5,
+        0.1,
+        -2.5e-40,
+        123_456_789.123,
+    ];
+    let narrow = rows(7, 300)[0];
+    for len in [0usize, 1, 3, 4, 7, 8, 9, 16, 31, 32, 33, 40] {
+        let src: [f64; 40] = core::array::from_fn(|i| wide[i % 12] * (1.0 + i as f64 * 1e-3));
+        let mut got = [9.0f32; 40];
+        k.narrow(&src[..len], &mut got[..len]);
+        for c in 0..len {
+            assert!(same32(got[c], src[c] as f32), "narrow {len} {c}");
+        }
+        assert!(got[len..].iter().all(|&x| x == 9.0));
+        let mut src32: [f32; 40] = core::array::from_fn(|i| narrow[i]);
+        src32[1] = f32::NAN;
+        src32[2] = -0.0;
+        src32[3] = 1e-45;
+        src32[5] = f32::NEG_INFINITY;
+        let mut got = [9.0f64; 40];
+        k.widen(&src32[..len], &mut got[..len]);
+        for c in 0..len {
+            assert!(same64(got[c], f64::from(src32[c])), "widen {len} {c}");
+        }
+        assert!(got[len..].iter().all(|&x| x == 9.0));
+    }
+}
+
 fn at_isa(isa: Isa) {
     match Kernels::new(isa) {
         Some(k) => {
@@ -332,6 +377,17 @@ fn at_isa(isa: Isa) {
             combine_is_bitwise_the_row_loop(k);
         }
         None => std::eprintln!("{isa:?} not detected on this CPU: its kernel checks did not run"),
+    }
+}
+
+/// The conversions at every instruction set this CPU has (a test of its
+/// own: quick, also under Miri).
+#[test]
+fn conversions_at_every_instruction_set() {
+    for &isa in Isa::ALL {
+        if let Some(k) = Kernels::new(isa) {
+            conversions_are_bitwise_as_casts(k);
+        }
     }
 }
 

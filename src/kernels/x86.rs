@@ -12,10 +12,11 @@
 
 use super::{Isa, Lanes8, Tile};
 use core::arch::x86_64::{
-    __m256, __m256d, _mm256_add_pd, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtpd_ps,
-    _mm256_cvtps_pd, _mm256_extractf128_ps, _mm256_loadu_pd, _mm256_loadu_ps, _mm256_mul_pd,
-    _mm256_mul_ps, _mm256_set1_pd, _mm256_setzero_pd, _mm256_setzero_ps, _mm256_storeu_pd,
-    _mm256_storeu_ps, _mm_storeu_ps,
+    __m256, __m256d, _mm256_add_pd, _mm256_add_ps, _mm256_castpd256_pd128, _mm256_castps256_ps128,
+    _mm256_cvtpd_ps, _mm256_cvtps_pd, _mm256_extractf128_pd, _mm256_extractf128_ps,
+    _mm256_loadu_pd, _mm256_loadu_ps, _mm256_mul_pd, _mm256_mul_ps, _mm256_set1_pd,
+    _mm256_setzero_pd, _mm256_setzero_ps, _mm256_storeu_pd, _mm256_storeu_ps, _mm_add_pd,
+    _mm_add_sd, _mm_cvtsd_f64, _mm_storeu_ps, _mm_unpackhi_pd,
 };
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -78,6 +79,19 @@ impl Lanes8 for Avx {
         // SAFETY: `out` is 8 writable floats; AVX is present.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), self.0) };
         out
+    }
+    #[inline(always)]
+    fn lane_sum(self) -> f64 {
+        // SAFETY: AVX is present. The lanes widened (exact), then
+        // h = (l0 + l4, l1 + l5, l2 + l6, l3 + l7), then (h0 + h2, h1 + h3),
+        // then their sum: `lanes::lane_sum`'s additions in its order.
+        unsafe {
+            let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(self.0));
+            let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(self.0));
+            let h = _mm256_add_pd(lo, hi);
+            let q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd::<1>(h));
+            _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)))
+        }
     }
     type D = [__m256d; 2];
     #[inline(always)]
@@ -227,6 +241,26 @@ pub(super) fn peak_avx(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 
 #[target_feature(enable = "avx,avx512f,avx512vl")]
 pub(super) fn peak_avx512(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f32 {
     super::lanes::peak::<Avx>(buf, iters)
+}
+
+/// The `f64` multiply-add probe ([`super::Kernels::peak_f64`]) on AVX
+/// (AVX-512VL adds nothing: four accumulators fit 16 registers).
+#[target_feature(enable = "avx")]
+pub(super) fn peak_f64_avx(buf: &[[f64; 8]; super::PEAK_VECS], iters: usize) -> f64 {
+    super::lanes::peak_f64::<Avx>(buf, iters)
+}
+
+/// [`super::Kernels::widen`] on AVX (auto-vectorised, 256-bit stores).
+#[target_feature(enable = "avx")]
+pub(super) fn widen_avx(src: &[f32], dst: &mut [f64]) {
+    super::widen_f32(src, dst)
+}
+
+/// [`super::Kernels::narrow`] on AVX (auto-vectorised; the conversion
+/// rounds to nearest, as `as f32` does).
+#[target_feature(enable = "avx")]
+pub(super) fn narrow_avx(src: &[f64], dst: &mut [f32]) {
+    super::narrow_f32(src, dst)
 }
 
 /// [`super::Kernels::combine`] on AVX: the same `f64` multiplies and adds,
