@@ -10,7 +10,7 @@
 2. `pcgrad.merge` against torchjd's `PCGrad` aggregator on the same (T, N)
    arrays (torch.from_numpy shares the memory): both the paper's Algorithm 1
    with a shuffled order and a sum over tasks; T in {2, 4, 8, 16}, N in
-   {1e4, 1e6, 1e7}; medians and ratios.
+   {1e4, 1e6, 1e7}, on one thread and on all cores; medians and ratios.
 3. The CPU paths of `pcgrad.torch.PCGrad`: per-variable (zero copy) against
    one packed buffer, on a model-like set of parameter tensors.
 
@@ -204,39 +204,56 @@ def peers(quick):
     aggregator = TorchjdPCGrad()
     sizes = [10_000, 1_000_000] if quick else [10_000, 1_000_000, 10_000_000]
     tasks_list = [2, 4, 8] if quick else [2, 4, 8, 16]
+    cores = os.cpu_count() or 1
     print("\n### pcgrad.merge against torchjd's PCGrad aggregator (same arrays, sequential shuffled, sum)\n")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads; pcgrad threads=0 (all cores)\n")
-    print("| T | N | pcgrad.merge (ms) | torchjd PCGrad (ms) | torchjd / pcgrad |")
-    print("|--:|--:|------------------:|--------------------:|-----------------:|")
+    print(f"torch {torch.__version__}; each (T, N) on one thread (torch.set_num_threads(1), pcgrad threads=1) "
+          f"and on all {cores} cores (both libraries {cores} threads); per library, rounds of a block of "
+          "pcgrad reps then a block of torchjd reps, the first rep of each block not counted (torch's "
+          "OpenMP workers keep spinning for a while after its calls and would otherwise take the cores "
+          "from the pcgrad call that follows); medians over all rounds\n")
+    print("| T | N | threads | pcgrad.merge (ms) | torchjd PCGrad (ms) | torchjd / pcgrad |")
+    print("|--:|--:|--:|------------------:|--------------------:|-----------------:|")
     rng = pcgrad.Rng(1)
     ratios = {}
+    threads_before = torch.get_num_threads()
     for n in sizes:
         for t in tasks_list:
             g = np.random.default_rng(t * 7 + n).standard_normal((t, n), dtype=np.float32)
             jt = torch.from_numpy(g)  # the same memory
-            reps = 5 if n >= 10_000_000 else (11 if n >= 1_000_000 else 50)
-            ours, theirs = [], []
-            pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum")  # warm-up
-            with torch.no_grad():
-                aggregator(jt)
-            # sanity: with T = 2 the order cannot matter, the two must agree
-            if t == 2:
-                a = pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum")
-                b = aggregator(jt).numpy()
-                scale = float(np.max(np.abs(g)))
-                assert np.max(np.abs(a - b)) <= 1e-4 * scale * max(1.0, np.sqrt(n) / 100), (t, n)
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum")
-                ours.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
+            block = 3 if n >= 10_000_000 else (6 if n >= 1_000_000 else 25)
+            rounds = 3
+            for threads in (1, cores):
+                torch.set_num_threads(threads)
+                ours, theirs = [], []
+                pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum", threads=threads)  # warm-up
                 with torch.no_grad():
                     aggregator(jt)
-                theirs.append(time.perf_counter() - t0)
-            mo, mt = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
-            ratios[(t, n)] = mt / mo
-            print(f"| {t} | {n:.0e} | {mo:.3f} | {mt:.3f} | {mt / mo:.1f} |")
+                # sanity: with T = 2 the order cannot matter, the two must agree
+                if t == 2:
+                    a = pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum", threads=threads)
+                    b = aggregator(jt).numpy()
+                    scale = float(np.max(np.abs(g)))
+                    assert np.max(np.abs(a - b)) <= 1e-4 * scale * max(1.0, np.sqrt(n) / 100), (t, n)
+                for _ in range(rounds):
+                    for k in range(block + 1):
+                        t0 = time.perf_counter()
+                        pcgrad.merge(g, order="shuffled", rng=rng, reduction="sum", threads=threads)
+                        if k:
+                            ours.append(time.perf_counter() - t0)
+                    for k in range(block + 1):
+                        t0 = time.perf_counter()
+                        with torch.no_grad():
+                            aggregator(jt)
+                        if k:
+                            theirs.append(time.perf_counter() - t0)
+                mo, mt = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+                ratios[(t, n, threads)] = mt / mo
+                print(f"| {t} | {n:.0e} | {threads} | {mo:.3f} | {mt:.3f} | {mt / mo:.1f} |")
             del g, jt
+    torch.set_num_threads(threads_before)
+    worst = min(ratios, key=ratios.get)
+    print(f"\nsmallest torchjd / pcgrad: {ratios[worst]:.2f} at T = {worst[0]}, N = {worst[1]:.0e}, "
+          f"{worst[2]} thread(s)")
     return ratios
 
 
