@@ -235,3 +235,8 @@ pub(super) fn peak_avx512(buf: &[[f32; 8]; super::PEAK_VECS], iters: usize) -> f
 pub(super) fn combine_avx(rows: &[f64], stride: usize, coef: &[f64], acc: &mut [f64]) {
     super::combine_cols::<32>(rows, stride, coef, acc)
 }
+
+/// The half-precision kernels on AVX (feature `half`): bf16 and f16 rows
+/// converted to `f32` in AVX registers (f16 with F16C), then these kernels.
+#[cfg(feature = "half")]
+pub(super) mod half;
