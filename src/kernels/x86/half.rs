@@ -12,15 +12,16 @@
 //! standard library caches it), and without it the portable widening runs.
 
 use core::arch::x86_64::{
-    _mm256_cvtph_ps, _mm256_cvtps_ph, _mm256_loadu_ps, _mm256_storeu_ps, _mm_loadu_si128,
-    _mm_setzero_si128, _mm_storeu_si128, _mm_unpackhi_epi16, _mm_unpacklo_epi16,
-    _MM_FROUND_TO_NEAREST_INT,
+    _mm256_castsi256_ps, _mm256_cvtph_ps, _mm256_cvtps_ph, _mm256_loadu_ps, _mm256_set_m128i,
+    _mm256_storeu_ps, _mm_loadu_si128, _mm_setzero_si128, _mm_storeu_si128, _mm_unpackhi_epi16,
+    _mm_unpacklo_epi16, _MM_FROUND_TO_NEAREST_INT,
 };
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use super::super::half::{gram_body, merge_body, Half, Widen};
+use super::super::lanes::Lanes8;
 use super::super::{merge8, run_lanes, Isa, Kernels, Tile};
 use super::Avx;
 
@@ -170,6 +171,107 @@ macro_rules! gram_entry {
     };
 }
 
+/// Eight half values loaded into an AVX register as `f32` (exact).
+trait Load8<H> {
+    fn load8(&self, x: &[H; 8]) -> Avx;
+}
+
+impl<const R512: bool> Load8<bf16> for Direct<false, R512> {
+    #[inline(always)]
+    fn load8(&self, x: &[bf16; 8]) -> Avx {
+        // SAFETY: `x` is 16 readable bytes, loaded unaligned; AVX is
+        // present (the type's documentation).
+        unsafe {
+            let v = _mm_loadu_si128(x.as_ptr().cast());
+            let z = _mm_setzero_si128();
+            let (lo, hi) = (_mm_unpacklo_epi16(z, v), _mm_unpackhi_epi16(z, v));
+            Avx(_mm256_castsi256_ps(_mm256_set_m128i(hi, lo)))
+        }
+    }
+}
+
+impl<const R512: bool> Load8<f16> for Direct<true, R512> {
+    #[inline(always)]
+    fn load8(&self, x: &[f16; 8]) -> Avx {
+        // SAFETY: `x` is 16 readable bytes, loaded unaligned; AVX and F16C
+        // are present.
+        unsafe { Avx(_mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().cast()))) }
+    }
+}
+
+/// [`merge_body`] on `R` rows with the conversions in the kernel's
+/// registers (no widened copy): per column, the `f64` sum of the `f32`
+/// merge kernel (`lanes::merge8`: a multiply, then an add, term by term),
+/// `y = f32(s * w)` on the last call, then `y` rounded to the half type
+/// with the midpoint recomputation of [`merge_body`]. Every column's
+/// arithmetic is the same wherever it falls, so the columns past the last
+/// full vector go through [`merge_body`] itself: bitwise that path.
+#[allow(clippy::needless_range_loop)] // indexed loops over const-size register arrays
+#[inline(always)]
+fn merge_fused<H: Half, W: Widen<H> + Load8<H>, const R: usize>(
+    w: &W,
+    out: &mut [H],
+    acc: &mut [f64],
+    rows: [&[H]; 4],
+    coef: [f64; 4],
+    first: bool,
+    last: Option<f64>,
+) {
+    let len = rows[..R].iter().fold(out.len(), |m, r| m.min(r.len()));
+    let keep = !(first && last.is_some());
+    let len = if keep { len.min(acc.len()) } else { len };
+    let full = len - len % 8;
+    {
+        let (co, _) = out[..full].as_chunks_mut::<8>();
+        let (ca, _) = if keep {
+            acc[..full].as_chunks_mut::<8>()
+        } else {
+            (&mut [][..], &mut [][..])
+        };
+        let mut cx: [&[[H; 8]]; R] = [&[]; R];
+        for (r, x) in cx.iter_mut().enumerate() {
+            *x = rows[r][..full].as_chunks::<8>().0;
+        }
+        let mut vc = [Avx::dsplat(0.0); R];
+        for r in 0..R {
+            vc[r] = Avx::dsplat(coef[r]);
+        }
+        let wt = last.unwrap_or(1.0);
+        let vw = Avx::dsplat(wt);
+        for k in 0..co.len() {
+            let mut s = if first {
+                Avx::dzero()
+            } else {
+                Avx::dload(&ca[k])
+            };
+            for r in 0..R {
+                s = Avx::dmul_add(w.load8(&cx[r][k]).widen(), vc[r], s);
+            }
+            if last.is_none() {
+                ca[k] = Avx::dstore(s);
+                continue;
+            }
+            let y = Avx::narrow(Avx::dmul(s, vw));
+            if w.narrow_nearest(&y, &mut co[k]) {
+                for c in 0..8 {
+                    if H::is_midpoint(y[c]) {
+                        let mut s = if first { 0.0 } else { ca[k][c] };
+                        for r in 0..R {
+                            s += cx[r][k][c].to_f64() * coef[r];
+                        }
+                        co[k][c] = H::narrow(s * wt);
+                    }
+                }
+            }
+        }
+    }
+    if full < len {
+        let tail = [0, 1, 2, 3].map(|r| &rows[r.min(R - 1)][full..len]);
+        let acc: &mut [f64] = if keep { &mut acc[full..len] } else { &mut [] };
+        merge_body(w, &mut out[full..len], acc, tail, coef, R, first, last);
+    }
+}
+
 /// The merged apply kernel of one element type (the same on AVX and
 /// AVX-512VL: it holds a few accumulators), compiled with the given target
 /// features.
@@ -186,7 +288,13 @@ macro_rules! merge_entry {
             first: bool,
             last: Option<f64>,
         ) {
-            merge_body(&Direct::<$f16, false>, out, acc, rows, coef, n, first, last)
+            let w = &Direct::<$f16, false>;
+            match n {
+                0 | 1 => merge_fused::<$t, _, 1>(w, out, acc, rows, coef, first, last),
+                2 => merge_fused::<$t, _, 2>(w, out, acc, rows, coef, first, last),
+                3 => merge_fused::<$t, _, 3>(w, out, acc, rows, coef, first, last),
+                _ => merge_fused::<$t, _, 4>(w, out, acc, rows, coef, first, last),
+            }
         }
     };
 }
