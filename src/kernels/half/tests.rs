@@ -393,7 +393,13 @@ fn direct_gram_is_the_portable_gram_f16() {
 /// round to subnormals, to the largest values, and past them to infinity).
 fn direct_merge_is_the_portable_merge<H: Half>(bits: impl Fn(u16) -> H + Copy) {
     for len in [1usize, 7, 13, 63, 65, 257, 600] {
-        let d = extremes::<H>(4, len, len as u64 + 9, bits);
+        let mut d = extremes::<H>(4, len, len as u64 + 9, bits);
+        if len > 8 {
+            // Infinities and a NaN: outputs NaN and infinite.
+            d[3] = H::infinity();
+            d[len + 5] = H::nan();
+            d[2 * len + 1] = H::neg_infinity();
+        }
         let rows = [0, 1, 2, 3].map(|r| &d[r * len..(r + 1) * len]);
         for coef in [
             [0.75, -1.5e-3, 3.25, -0.125],
@@ -415,8 +421,10 @@ fn direct_merge_is_the_portable_merge<H: Half>(bits: impl Fn(u16) -> H + Copy) {
                         merge_rows(k, &mut o1, &mut a1, rows, coef, n, first, last);
                         merge_body(&Portable(k), &mut o2, &mut a2, rows, coef, n, first, last);
                         let hb = |o: &[H]| {
+                            // NaN as one value (its payload is not promised).
                             o.iter()
-                                .map(|x| Element::to_f64(*x).to_bits())
+                                .map(|x| Element::to_f64(*x))
+                                .map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() })
                                 .collect::<Vec<_>>()
                         };
                         let what = std::format!(

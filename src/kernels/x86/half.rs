@@ -12,9 +12,12 @@
 //! standard library caches it), and without it the portable widening runs.
 
 use core::arch::x86_64::{
-    _mm256_castsi256_ps, _mm256_cvtph_ps, _mm256_cvtps_ph, _mm256_loadu_ps, _mm256_set_m128i,
-    _mm256_storeu_ps, _mm_loadu_si128, _mm_setzero_si128, _mm_storeu_si128, _mm_unpackhi_epi16,
-    _mm_unpacklo_epi16, _MM_FROUND_TO_NEAREST_INT,
+    __m128i, _mm256_castsi256_ps, _mm256_cvtph_ps, _mm256_cvtps_ph, _mm256_loadu_ps,
+    _mm256_set_m128i, _mm256_storeu_ps, _mm_add_epi32, _mm_and_si128, _mm_blendv_epi8,
+    _mm_castps_si128, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_cmpgt_epi32, _mm_cmpunord_ps,
+    _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_packus_epi32, _mm_set1_epi32,
+    _mm_setzero_si128, _mm_srli_epi32, _mm_storeu_si128, _mm_unpackhi_epi16, _mm_unpacklo_epi16,
+    _MM_FROUND_TO_NEAREST_INT,
 };
 
 use half::slice::HalfFloatSliceExt;
@@ -171,9 +174,63 @@ macro_rules! gram_entry {
     };
 }
 
-/// Eight half values loaded into an AVX register as `f32` (exact).
+/// Eight half values loaded into an AVX register as `f32` (exact), and
+/// eight `f32` rounded to the half type in registers.
 trait Load8<H> {
     fn load8(&self, x: &[H; 8]) -> Avx;
+    /// [`Half::narrow_nearest`] of eight values, bitwise: `out[i]` = `y[i]`
+    /// rounded to nearest even, and whether some `y[i]` is a midpoint
+    /// ([`Half::is_midpoint`]).
+    fn narrow8(&self, y: &[f32; 8], out: &mut [H; 8]) -> bool;
+}
+
+/// Four `f32` (as bits) rounded to bf16 in the low halves of the lanes,
+/// as [`Half::narrow_nearest`] does it: `(b + 0x7FFF + ((b >> 16) & 1)) >>
+/// 16`, a NaN `(b >> 16) | 0x40`. Called only from functions compiled
+/// with AVX (which has SSE4.1).
+#[inline(always)]
+fn bf16_round4(b: __m128i) -> __m128i {
+    // SAFETY: SSE2 and SSE4.1 (`blendv`) are present (AVX implies them).
+    unsafe {
+        let odd = _mm_and_si128(_mm_srli_epi32::<16>(b), _mm_set1_epi32(1));
+        let r = _mm_srli_epi32::<16>(_mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x7FFF), odd)));
+        let nan = _mm_or_si128(_mm_srli_epi32::<16>(b), _mm_set1_epi32(0x40));
+        let f = _mm_castsi128_ps(b);
+        _mm_blendv_epi8(r, nan, _mm_castps_si128(_mm_cmpunord_ps(f, f)))
+    }
+}
+
+/// The lanes of four `f32` (as bits) that [`Half::is_midpoint`] of bf16
+/// holds for: the low 16 bits exactly 0x8000.
+#[inline(always)]
+fn bf16_tie4(b: __m128i) -> __m128i {
+    // SAFETY: SSE2 is part of x86-64.
+    unsafe {
+        _mm_cmpeq_epi32(
+            _mm_and_si128(b, _mm_set1_epi32(0xFFFF)),
+            _mm_set1_epi32(0x8000),
+        )
+    }
+}
+
+/// The lanes of four `f32` (as bits) that [`Half::is_midpoint`] of f16
+/// holds for: with a = |bits|, `a & 0x1FFF == 0x1000`, or `0 < a <
+/// 0x3880_0000` (below 2^-14). a < 2^31, so signed compares serve.
+#[inline(always)]
+fn f16_tie4(b: __m128i) -> __m128i {
+    // SAFETY: SSE2 is part of x86-64.
+    unsafe {
+        let a = _mm_and_si128(b, _mm_set1_epi32(0x7FFF_FFFF));
+        let mid = _mm_cmpeq_epi32(
+            _mm_and_si128(a, _mm_set1_epi32(0x1FFF)),
+            _mm_set1_epi32(0x1000),
+        );
+        let sub = _mm_and_si128(
+            _mm_cmpgt_epi32(a, _mm_set1_epi32(0)),
+            _mm_cmpgt_epi32(_mm_set1_epi32(0x3880_0000), a),
+        );
+        _mm_or_si128(mid, sub)
+    }
 }
 
 impl<const R512: bool> Load8<bf16> for Direct<false, R512> {
@@ -188,6 +245,18 @@ impl<const R512: bool> Load8<bf16> for Direct<false, R512> {
             Avx(_mm256_castsi256_ps(_mm256_set_m128i(hi, lo)))
         }
     }
+    #[inline(always)]
+    fn narrow8(&self, y: &[f32; 8], out: &mut [bf16; 8]) -> bool {
+        // SAFETY: `y` is 32 readable bytes, `out` 16 writable bytes,
+        // unaligned; AVX (so SSE4.1's `packus_epi32`) is present.
+        unsafe {
+            let lo = _mm_loadu_si128(y.as_ptr().cast());
+            let hi = _mm_loadu_si128(y[4..].as_ptr().cast());
+            let h = _mm_packus_epi32(bf16_round4(lo), bf16_round4(hi));
+            _mm_storeu_si128(out.as_mut_ptr().cast(), h);
+            _mm_movemask_epi8(_mm_or_si128(bf16_tie4(lo), bf16_tie4(hi))) != 0
+        }
+    }
 }
 
 impl<const R512: bool> Load8<f16> for Direct<true, R512> {
@@ -196,6 +265,20 @@ impl<const R512: bool> Load8<f16> for Direct<true, R512> {
         // SAFETY: `x` is 16 readable bytes, loaded unaligned; AVX and F16C
         // are present.
         unsafe { Avx(_mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().cast()))) }
+    }
+    #[inline(always)]
+    fn narrow8(&self, y: &[f32; 8], out: &mut [f16; 8]) -> bool {
+        // SAFETY: `y` is 32 readable bytes, `out` 16 writable bytes,
+        // unaligned; AVX and F16C are present. `vcvtps2ph` rounds to
+        // nearest even, as the portable conversion does.
+        unsafe {
+            let v = _mm256_loadu_ps(y.as_ptr());
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm_storeu_si128(out.as_mut_ptr().cast(), h);
+            let lo = _mm_loadu_si128(y.as_ptr().cast());
+            let hi = _mm_loadu_si128(y[4..].as_ptr().cast());
+            _mm_movemask_epi8(_mm_or_si128(f16_tie4(lo), f16_tie4(hi))) != 0
+        }
     }
 }
 
@@ -252,7 +335,7 @@ fn merge_fused<H: Half, W: Widen<H> + Load8<H>, const R: usize>(
                 continue;
             }
             let y = Avx::narrow(Avx::dmul(s, vw));
-            if w.narrow_nearest(&y, &mut co[k]) {
+            if w.narrow8(&y, &mut co[k]) {
                 for c in 0..8 {
                     if H::is_midpoint(y[c]) {
                         let mut s = if first { 0.0 } else { ca[k][c] };
