@@ -12,6 +12,15 @@
 //! kernel's `f32` output is rounded again, the rare results that could
 //! have rounded twice are recomputed ([`merge_rows`]).
 //!
+//! On x86-64 with `std`, the run-time AVX and AVX-512VL kernel sets convert
+//! in vector registers instead (`x86::half`: bf16 by a 16-bit unpack, f16
+//! by F16C when the CPU has it, else the portable widening): the Gram
+//! kernel widens each block of the tile's rows with them, the merged apply
+//! kernel loads the rows straight into its `f64` lanes and rounds its
+//! outputs to the half type in registers. The same values go through the
+//! same arithmetic, so the results are bitwise the portable ones
+//! ([`Widen`]; tests `direct_*`).
+//!
 //! Stack: 8 KiB of widened rows in the Gram kernel and 7 KiB in the merged
 //! apply kernel with SIMD; without SIMD (Cortex-M) the Gram pass widens two
 //! blocks (2 KiB) and the apply pass converts element by element.

@@ -332,7 +332,7 @@ fn extremes<H: Half>(t: usize, n: usize, seed: u64, bits: impl Fn(u16) -> H) -> 
     };
     let mut next = stream(seed ^ 0x55);
     for x in d.iter_mut() {
-        if next() % 7 == 0 {
+        if next().is_multiple_of(7) {
             *x = special[(next() % special.len() as u64) as usize];
         }
     }
