@@ -337,9 +337,10 @@ impl<H: Half> Widen<H> for Portable {
     }
 }
 
-/// [`Sealed::gram_run`] for a half type: the direct kernels of `k` when
-/// it has them ([`Half::gram_direct`]), else [`gram_body`] on the portable
-/// widening.
+/// [`Sealed::gram_run`] for a half type: with SIMD, the direct kernels of
+/// `k` when it has them ([`Half::gram_direct`]), else [`gram_body`] on the
+/// portable widening (the `f32` kernels of `k`, which without SIMD are the
+/// scalar twins).
 fn gram_run<H: Half>(
     k: Kernels,
     a: [&[H]; 4],
@@ -349,8 +350,10 @@ fn gram_run<H: Half>(
     fast: u64,
     out: &mut [[f64; 4]; 4],
 ) -> u64 {
-    if let Some(fits) = H::gram_direct(k, a, b, shape, len, fast, out) {
-        return fits;
+    if SIMD {
+        if let Some(fits) = H::gram_direct(k, a, b, shape, len, fast, out) {
+            return fits;
+        }
     }
     gram_body(&Portable(k), a, b, shape, len, fast, out)
 }
