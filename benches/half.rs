@@ -1,7 +1,7 @@
 //! bf16 and f16 gradients against `f32` (feature `half`): `PpcGrad::merge`
-//! over the same values in each type, T in {2, 8} x N in {1e6, 1e7}. At
-//! the memory limit (N = 1e7, past the last-level cache) a half-precision
-//! call reads half the bytes of an `f32` call:
+//! over the same values in each type, T in {2, 4, 8, 16} x N in {1e4, 1e6,
+//! 1e7}. At the memory limit (N = 1e7, past the last-level cache) a
+//! half-precision call reads half the bytes of an `f32` call:
 //!
 //! ```sh
 //! cargo bench --features half --bench half
@@ -51,8 +51,8 @@ fn one<F: Element>(
 }
 
 fn bench(c: &mut Criterion) {
-    for t in [2usize, 8] {
-        for n in [1_000_000usize, 10_000_000] {
+    for t in [2usize, 4, 8, 16] {
+        for n in [10_000usize, 1_000_000, 10_000_000] {
             let mut g = c.benchmark_group(format!("half T={t}"));
             g.sample_size(10)
                 .warm_up_time(Duration::from_millis(300))

@@ -12,6 +12,15 @@
 //! kernel's `f32` output is rounded again, the rare results that could
 //! have rounded twice are recomputed ([`merge_rows`]).
 //!
+//! On x86-64 with `std`, the run-time AVX and AVX-512VL kernel sets convert
+//! in vector registers instead (`x86::half`: bf16 by a 16-bit unpack, f16
+//! by F16C when the CPU has it, else the portable widening): the Gram
+//! kernel widens each block of the tile's rows with them, the merged apply
+//! kernel loads the rows straight into its `f64` lanes and rounds its
+//! outputs to the half type in registers. The same values go through the
+//! same arithmetic, so the results are bitwise the portable ones
+//! ([`Widen`]; tests `direct_*`).
+//!
 //! Stack: 8 KiB of widened rows in the Gram kernel and 7 KiB in the merged
 //! apply kernel with SIMD; without SIMD (Cortex-M) the Gram pass widens two
 //! blocks (2 KiB) and the apply pass converts element by element.
@@ -29,7 +38,7 @@ const MERGE_CHUNK: usize = 64;
 
 /// The conversions of a half type, the only part of the kernels that
 /// differs between [`bf16`] and [`f16`].
-trait Half: Element {
+pub(super) trait Half: Element {
     /// `dst[i] = src[i]` widened to `f32` (exact); the slices have the same
     /// length.
     fn widen(src: &[Self], dst: &mut [f32]);
@@ -44,6 +53,32 @@ trait Half: Element {
     /// Whether `y` may be a midpoint of two values of the type (true for
     /// every midpoint; a few other values may say true too).
     fn is_midpoint(y: f32) -> bool;
+    /// [`gram_run`] on the kernels of this type that convert in SIMD
+    /// registers (x86-64 with `std`: AVX, and F16C for f16), or `None`
+    /// when `k` has none (then the portable widening runs).
+    #[allow(clippy::too_many_arguments)]
+    fn gram_direct(
+        k: Kernels,
+        a: [&[Self]; 4],
+        b: [&[Self]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> Option<u64>;
+    /// [`merge_rows`] likewise, false (and nothing written) when `k` has
+    /// no such kernels.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_direct(
+        k: Kernels,
+        out: &mut [Self],
+        acc: &mut [f64],
+        rows: [&[Self]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    ) -> bool;
     /// `v` rounded to nearest, ties to even, once.
     #[inline]
     fn narrow(v: f64) -> Self {
@@ -54,6 +89,43 @@ trait Half: Element {
 }
 
 impl Half for bf16 {
+    #[inline]
+    fn gram_direct(
+        k: Kernels,
+        a: [&[bf16]; 4],
+        b: [&[bf16]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> Option<u64> {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        return super::x86::half::gram_bf16(k, a, b, shape, len, fast, out);
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        return {
+            let _ = (k, a, b, shape, len, fast, out);
+            None
+        };
+    }
+    #[inline]
+    fn merge_direct(
+        k: Kernels,
+        out: &mut [bf16],
+        acc: &mut [f64],
+        rows: [&[bf16]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    ) -> bool {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        return super::x86::half::merge_bf16(k, out, acc, rows, coef, n, first, last);
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        return {
+            let _ = (k, out, acc, rows, coef, n, first, last);
+            false
+        };
+    }
     #[inline]
     fn widen(src: &[bf16], dst: &mut [f32]) {
         // A bf16 is the top half of an f32: a shift, which vectorises
@@ -90,6 +162,43 @@ impl Half for bf16 {
 }
 
 impl Half for f16 {
+    #[inline]
+    fn gram_direct(
+        k: Kernels,
+        a: [&[f16]; 4],
+        b: [&[f16]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> Option<u64> {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        return super::x86::half::gram_f16(k, a, b, shape, len, fast, out);
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        return {
+            let _ = (k, a, b, shape, len, fast, out);
+            None
+        };
+    }
+    #[inline]
+    fn merge_direct(
+        k: Kernels,
+        out: &mut [f16],
+        acc: &mut [f64],
+        rows: [&[f16]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    ) -> bool {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        return super::x86::half::merge_f16(k, out, acc, rows, coef, n, first, last);
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        return {
+            let _ = (k, out, acc, rows, coef, n, first, last);
+            false
+        };
+    }
     #[inline]
     fn widen(src: &[f16], dst: &mut [f32]) {
         // Exact and without a branch, so the loop vectorises (the `half`
@@ -152,13 +261,111 @@ fn round_to_odd(v: f64) -> f32 {
     f32::from_bits(t | inexact)
 }
 
-/// [`Sealed::gram_run`] for a half type: per block, the tile's rows widened
-/// on the stack (once on a diagonal tile, where `a` and `b` are the same
-/// rows), then the `f32` kernel over that block with the block's bit of
-/// `fast`. The same block sums, added in the same order, as the `f32` path
-/// on the widened input.
+/// The widening and the `f32` kernels that the half kernels run on: the
+/// portable set ([`Portable`]: [`Half::widen`] and the `f32` kernels of a
+/// [`Kernels`]) or, on x86-64 with `std`, sets that convert in AVX
+/// registers (`x86::half`). Widening is exact, so every set feeds the
+/// same `f32` values to the same lane arithmetic: bitwise the same
+/// results.
+pub(super) trait Widen<H: Half> {
+    /// `dst[i] = src[i]` widened to `f32` (exact); the slices have the same
+    /// length.
+    fn widen(&self, src: &[H], dst: &mut [f32]);
+    /// [`Sealed::gram_run`] of `f32` over one block.
+    #[allow(clippy::too_many_arguments)]
+    fn gram(
+        &self,
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> u64;
+    /// [`Sealed::merge_rows`] of `f32`.
+    #[allow(clippy::too_many_arguments)]
+    fn merge(
+        &self,
+        out: &mut [f32],
+        acc: &mut [f64],
+        rows: [&[f32]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    );
+    /// [`Half::narrow_nearest`] (bitwise: the same rounding).
+    #[inline(always)]
+    fn narrow_nearest(&self, src: &[f32], dst: &mut [H]) -> bool {
+        H::narrow_nearest(src, dst)
+    }
+}
+
+/// The portable [`Widen`]: [`Half::widen`], then the `f32` kernels of `k`.
+#[derive(Clone, Copy)]
+pub(super) struct Portable(pub(super) Kernels);
+
+impl<H: Half> Widen<H> for Portable {
+    #[inline(always)]
+    fn widen(&self, src: &[H], dst: &mut [f32]) {
+        H::widen(src, dst)
+    }
+    #[inline(always)]
+    fn gram(
+        &self,
+        a: [&[f32]; 4],
+        b: [&[f32]; 4],
+        shape: Tile,
+        len: usize,
+        fast: u64,
+        out: &mut [[f64; 4]; 4],
+    ) -> u64 {
+        <f32 as Sealed>::gram_run(self.0, a, b, shape, len, fast, out)
+    }
+    #[inline(always)]
+    fn merge(
+        &self,
+        out: &mut [f32],
+        acc: &mut [f64],
+        rows: [&[f32]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    ) {
+        <f32 as Sealed>::merge_rows(self.0, out, acc, rows, coef, n, first, last)
+    }
+}
+
+/// [`Sealed::gram_run`] for a half type: with SIMD, the direct kernels of
+/// `k` when it has them ([`Half::gram_direct`]), else [`gram_body`] on the
+/// portable widening (the `f32` kernels of `k`, which without SIMD are the
+/// scalar twins).
 fn gram_run<H: Half>(
     k: Kernels,
+    a: [&[H]; 4],
+    b: [&[H]; 4],
+    shape: Tile,
+    len: usize,
+    fast: u64,
+    out: &mut [[f64; 4]; 4],
+) -> u64 {
+    if SIMD {
+        if let Some(fits) = H::gram_direct(k, a, b, shape, len, fast, out) {
+            return fits;
+        }
+    }
+    gram_body(&Portable(k), a, b, shape, len, fast, out)
+}
+
+/// [`Sealed::gram_run`] for a half type on the widening and kernels `w`:
+/// per block, the tile's rows widened on the stack (once on a diagonal
+/// tile, where `a` and `b` are the same rows), then the `f32` kernel over
+/// that block with the block's bit of `fast`. The same block sums, added
+/// in the same order, as the `f32` path on the widened input.
+#[inline(always)]
+pub(super) fn gram_body<H: Half, W: Widen<H>>(
+    w: &W,
     a: [&[H]; 4],
     b: [&[H]; 4],
     shape: Tile,
@@ -174,12 +381,12 @@ fn gram_run<H: Half>(
     while k0 < len {
         let k1 = len.min(k0 + BLOCK);
         let n = k1 - k0;
-        for (w, x) in wa.iter_mut().zip(a).take(ra) {
-            H::widen(&x[k0..k1], &mut w[..n]);
+        for (d, x) in wa.iter_mut().zip(a).take(ra) {
+            w.widen(&x[k0..k1], &mut d[..n]);
         }
         if !shape.diagonal {
-            for (w, x) in wb.iter_mut().zip(b).take(rb) {
-                H::widen(&x[k0..k1], &mut w[..n]);
+            for (d, x) in wb.iter_mut().zip(b).take(rb) {
+                w.widen(&x[k0..k1], &mut d[..n]);
             }
         }
         let xa = [0, 1, 2, 3].map(|r| &wa[r.min(ra - 1)][..n]);
@@ -189,7 +396,7 @@ fn gram_run<H: Half>(
             [0, 1, 2, 3].map(|c| &wb[c.min(rb - 1)][..n])
         };
         let f = fast.checked_shr(bit).unwrap_or(0) & 1;
-        let ok = <f32 as Sealed>::gram_run(k, xa, xb, shape, n, f, out);
+        let ok = w.gram(xa, xb, shape, n, f, out);
         fits |= (ok & 1).checked_shl(bit).unwrap_or(0);
         k0 = k1;
         bit += 1;
@@ -197,16 +404,10 @@ fn gram_run<H: Half>(
     fits
 }
 
-/// [`Sealed::merge_rows`] for a half type. With SIMD: per chunk of
-/// [`MERGE_CHUNK`] columns, the rows widened on the stack and the `f32`
-/// kernel run on them; its outputs y = f32(s * w) then rounded to the half
-/// type. Rounding twice to nearest (to `f32`, then to the half type) gives
-/// the once-rounded result unless y is a midpoint of two half values (a
-/// midpoint between s * w and y would be an `f32` nearer to s * w than y),
-/// so the outputs whose y is a midpoint, rare, are recomputed one by one
-/// from s * w (the kernel's arithmetic, term by term) and rounded once.
-/// Without SIMD, the scalar twin on the half values (the same arithmetic).
-/// `acc` is scratch: it may hold the sums after a `last` call.
+/// [`Sealed::merge_rows`] for a half type: the direct kernels of `k` when
+/// it has them ([`Half::merge_direct`]), else [`merge_body`] on the
+/// portable widening. Without SIMD, the scalar twin on the half values
+/// (the same arithmetic).
 #[allow(clippy::too_many_arguments)]
 fn merge_rows<H: Half>(
     k: Kernels,
@@ -221,6 +422,33 @@ fn merge_rows<H: Half>(
     if !SIMD {
         return scalar::merge_rows(out, acc, rows, coef, n, first, last);
     }
+    if !H::merge_direct(k, out, acc, rows, coef, n, first, last) {
+        merge_body(&Portable(k), out, acc, rows, coef, n, first, last)
+    }
+}
+
+/// [`Sealed::merge_rows`] for a half type on the widening and kernels `w`,
+/// with SIMD: per chunk of [`MERGE_CHUNK`] columns, the rows widened on the
+/// stack and the `f32` kernel run on them; its outputs y = f32(s * w) then
+/// rounded to the half type. Rounding twice to nearest (to `f32`, then to
+/// the half type) gives the once-rounded result unless y is a midpoint of
+/// two half values (a midpoint between s * w and y would be an `f32`
+/// nearer to s * w than y), so the outputs whose y is a midpoint, rare,
+/// are recomputed one by one from s * w (the kernel's arithmetic, term by
+/// term) and rounded once. `acc` is scratch: it may hold the sums after a
+/// `last` call.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn merge_body<H: Half, W: Widen<H>>(
+    w: &W,
+    out: &mut [H],
+    acc: &mut [f64],
+    rows: [&[H]; 4],
+    coef: [f64; 4],
+    n: usize,
+    first: bool,
+    last: Option<f64>,
+) {
     let n = n.clamp(1, 4);
     let len = rows[..n].iter().fold(out.len(), |m, r| m.min(r.len()));
     let keep = !(first && last.is_some());
@@ -231,25 +459,25 @@ fn merge_rows<H: Half>(
     while c0 < len {
         let c1 = len.min(c0 + MERGE_CHUNK);
         let m = c1 - c0;
-        for (w, x) in wide.iter_mut().zip(rows).take(n) {
-            H::widen(&x[c0..c1], &mut w[..m]);
+        for (d, x) in wide.iter_mut().zip(rows).take(n) {
+            w.widen(&x[c0..c1], &mut d[..m]);
         }
         let x = [0, 1, 2, 3].map(|r| &wide[r.min(n - 1)][..m]);
         // The sums read (or, without `last`, written): none when `first`
         // and `last`.
         let sums: &mut [f64] = if keep { &mut acc[c0..c1] } else { &mut [] };
         let y = &mut sink[..m];
-        <f32 as Sealed>::merge_rows(k, y, sums, x, coef, n, first, last);
-        if let Some(w) = last {
+        w.merge(y, sums, x, coef, n, first, last);
+        if let Some(wt) = last {
             let dst = &mut out[c0..c1];
-            if H::narrow_nearest(y, dst) {
+            if w.narrow_nearest(y, dst) {
                 for (c, (o, &yc)) in dst.iter_mut().zip(y.iter()).enumerate() {
                     if H::is_midpoint(yc) {
                         let mut s = if first { 0.0 } else { sums[c] };
                         for (r, xr) in x.iter().enumerate().take(n) {
                             s += f64::from(xr[c]) * coef[r];
                         }
-                        *o = H::narrow(s * w);
+                        *o = H::narrow(s * wt);
                     }
                 }
             }

@@ -269,3 +269,8 @@ pub(super) fn narrow_avx(src: &[f64], dst: &mut [f32]) {
 pub(super) fn combine_avx(rows: &[f64], stride: usize, coef: &[f64], acc: &mut [f64]) {
     super::combine_cols::<32>(rows, stride, coef, acc)
 }
+
+/// The half-precision kernels on AVX (feature `half`): bf16 and f16 rows
+/// converted to `f32` in AVX registers (f16 with F16C), then these kernels.
+#[cfg(feature = "half")]
+pub(super) mod half;

@@ -308,3 +308,209 @@ fn merge_rounds_once_past_a_midpoint() {
     at::<f16>(3.0 * 2f64.powi(-25) + 2f64.powi(-45), 0x0002, f16::to_bits);
     at::<f16>(2f64.powi(-25) + 2f64.powi(-45), 0x0001, f16::to_bits);
 }
+
+/// Rows of `H` holding the format's extremes among ordinary values: the
+/// smallest subnormals, the smallest normal, the largest finite value,
+/// values near 1e-30 and 1e30 where the format has them (bf16; f16 has
+/// 2^-24 and 65504), zeros of both signs, and random values in
+/// [-0.5, 0.5) between them.
+fn extremes<H: Half>(t: usize, n: usize, seed: u64, bits: impl Fn(u16) -> H) -> Vec<H> {
+    let mut d = data::<H>(t, n, seed);
+    let special: Vec<H> = if core::mem::size_of::<H>() == 2 && H::max_value().to_f64() > 1e30 {
+        // bf16
+        [
+            0x0001, 0x8001, 0x007F, 0x0080, 0x7F7F, 0xFF7F, 0x0DA2, 0x7149, 0x8000, 0x0000,
+        ]
+        .map(&bits)
+        .to_vec()
+    } else {
+        [
+            0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x0002, 0x7800, 0x8000, 0x0000,
+        ]
+        .map(&bits)
+        .to_vec()
+    };
+    let mut next = stream(seed ^ 0x55);
+    for x in d.iter_mut() {
+        if next().is_multiple_of(7) {
+            *x = special[(next() % special.len() as u64) as usize];
+        }
+    }
+    d
+}
+
+/// The direct kernels (conversions in AVX registers, F16C for f16) give
+/// bitwise the portable widening's Gram tile sums and fit flags on every
+/// kernel set, for every tile shape, lengths that are not multiples of the
+/// vector width or of the block, and rows of extreme values (some blocks
+/// out of the `f32` lanes' range).
+fn direct_gram_is_the_portable_gram<H: Half>(bits: impl Fn(u16) -> H + Copy) {
+    for len in [1usize, 13, BLOCK - 1, 3 * BLOCK + 77] {
+        let d = extremes::<H>(8, len, len as u64, bits);
+        let row = |r: usize| &d[r * len..(r + 1) * len];
+        let a = [0, 1, 2, 3].map(row);
+        let b = [4, 5, 6, 7].map(row);
+        for k in kernels() {
+            for rows in 1..=4 {
+                for (cols, diagonal) in [(rows, true), (1, false), (3, false), (4, false)] {
+                    let shape = Tile {
+                        rows,
+                        cols,
+                        diagonal,
+                    };
+                    let b = if diagonal { a } else { b };
+                    for fast in [u64::MAX, 0b101] {
+                        let (mut o1, mut o2) = ([[0.25f64; 4]; 4], [[0.25f64; 4]; 4]);
+                        let f1 = gram_run(k, a, b, shape, len, fast, &mut o1);
+                        let f2 = gram_body(&Portable(k), a, b, shape, len, fast, &mut o2);
+                        let what = std::format!("{k:?} len={len} {shape:?} fast={fast:#x}");
+                        assert_eq!(f1, f2, "{what}");
+                        // NaN as one value: `fast` here also forces the
+                        // f32 lanes on blocks out of their range (inf - inf),
+                        // and a NaN's sign and payload are not promised (Miri
+                        // picks them at random).
+                        let b = |o: [[f64; 4]; 4]| {
+                            o.map(|r| r.map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() }))
+                        };
+                        assert_eq!(b(o1), b(o2), "{what}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn direct_gram_is_the_portable_gram_bf16() {
+    direct_gram_is_the_portable_gram::<bf16>(bf16::from_bits);
+}
+
+#[test]
+fn direct_gram_is_the_portable_gram_f16() {
+    direct_gram_is_the_portable_gram::<f16>(f16::from_bits);
+}
+
+/// The direct merged apply kernel is bitwise the portable one (sums and
+/// rounded outputs) on every kernel set, over lengths that cross the
+/// vector width and the chunk size, and extreme values (outputs that
+/// round to subnormals, to the largest values, and past them to infinity).
+fn direct_merge_is_the_portable_merge<H: Half>(bits: impl Fn(u16) -> H + Copy) {
+    for len in [1usize, 7, 13, 63, 65, 257, 600] {
+        let mut d = extremes::<H>(4, len, len as u64 + 9, bits);
+        if len > 8 {
+            // Infinities and a NaN: outputs NaN and infinite.
+            d[3] = H::infinity();
+            d[len + 5] = H::nan();
+            d[2 * len + 1] = H::neg_infinity();
+        }
+        let rows = [0, 1, 2, 3].map(|r| &d[r * len..(r + 1) * len]);
+        for coef in [
+            [0.75, -1.5e-3, 3.25, -0.125],
+            [1.0, 1.0, 0.0, 1.0],
+            [2.0, -1e-5, 1e-3, 1.5],
+        ] {
+            for k in kernels() {
+                for n in 1..=4 {
+                    for (first, last) in [
+                        (true, Some(0.25)),
+                        (true, None),
+                        (false, Some(1.0)),
+                        (false, None),
+                    ] {
+                        let acc0: Vec<f64> = (0..len).map(|c| c as f64 * 0.01 - 1.0).collect();
+                        let (mut o1, mut o2) =
+                            (std::vec![H::zero(); len], std::vec![H::zero(); len]);
+                        let (mut a1, mut a2) = (acc0.clone(), acc0.clone());
+                        merge_rows(k, &mut o1, &mut a1, rows, coef, n, first, last);
+                        merge_body(&Portable(k), &mut o2, &mut a2, rows, coef, n, first, last);
+                        let hb = |o: &[H]| {
+                            // NaN as one value (its payload is not promised).
+                            o.iter()
+                                .map(|x| Element::to_f64(*x))
+                                .map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() })
+                                .collect::<Vec<_>>()
+                        };
+                        let what = std::format!(
+                            "{k:?} len={len} n={n} {coef:?} first={first} last={last:?}"
+                        );
+                        assert_eq!(hb(&o1), hb(&o2), "{what}");
+                        if last.is_none() {
+                            let fb = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(fb(&a1), fb(&a2), "{what}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn direct_merge_is_the_portable_merge_bf16() {
+    direct_merge_is_the_portable_merge::<bf16>(bf16::from_bits);
+}
+
+#[test]
+fn direct_merge_is_the_portable_merge_f16() {
+    direct_merge_is_the_portable_merge::<f16>(f16::from_bits);
+}
+
+/// The direct conversions against the portable ones for every bit pattern
+/// (a length that is not a multiple of the vector width, so the tail code
+/// runs too): widening bitwise (NaN as NaN: F16C quiets a signalling NaN),
+/// and f16 narrowing bitwise with the same midpoint flag, over every f32
+/// that a widened f16 is and midpoints and near-midpoints between them.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[test]
+fn direct_conversions_are_the_portable_ones() {
+    use crate::kernels::x86::half::{narrow_f16_direct, widen_bf16_direct, widen_f16_direct};
+    let all: Vec<u16> = (0..=u16::MAX).chain(0..5).collect();
+    let same = |x: f32, y: f32| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+    let b: Vec<bf16> = all.iter().map(|&v| bf16::from_bits(v)).collect();
+    let (mut w1, mut w2) = (std::vec![0.0f32; b.len()], std::vec![0.0f32; b.len()]);
+    widen_bf16_direct(&b, &mut w1);
+    bf16::widen(&b, &mut w2);
+    assert!(w1.iter().zip(&w2).all(|(&x, &y)| same(x, y)));
+    let h: Vec<f16> = all.iter().map(|&v| f16::from_bits(v)).collect();
+    if !widen_f16_direct(&h, &mut w1) {
+        return;
+    }
+    f16::widen(&h, &mut w2);
+    assert!(w1.iter().zip(&w2).all(|(&x, &y)| same(x, y)));
+    // Narrowing: the widened values, their f32 neighbours and values
+    // between f16 values (midpoints of f16 values are among them), f32
+    // values past the f16 range; a length that is not a multiple of 8.
+    let mut ys: Vec<f32> = Vec::new();
+    for &x in w2.iter().filter(|x| x.is_finite()) {
+        let b = x.to_bits();
+        ys.extend([x, f32::from_bits(b + 1), f32::from_bits(b.wrapping_sub(1))]);
+        ys.extend([x + x * 2f32.powi(-11), x - x * 2f32.powi(-12), x * 1.5]);
+    }
+    ys.extend([
+        65520.0,
+        65519.99,
+        -65520.0,
+        1e30,
+        -1e-30,
+        3e-8,
+        2.9e-8,
+        f32::MAX,
+    ]);
+    ys.extend([f32::INFINITY, f32::NEG_INFINITY, 1e-45]);
+    ys.truncate(ys.len() - ys.len() % 8 - 3);
+    let mut h1 = std::vec![f16::ZERO; ys.len()];
+    let mut h2 = std::vec![f16::ZERO; ys.len()];
+    let tie2 = f16::narrow_nearest(&ys, &mut h2);
+    let tie1 = narrow_f16_direct(&mut ys.clone(), &mut h1).expect("F16C");
+    assert_eq!(tie1, tie2);
+    for ((a, b), y) in h1.iter().zip(&h2).zip(&ys) {
+        assert_eq!(a.to_bits(), b.to_bits(), "{y:e}");
+    }
+    // The midpoint flag per chunk: only midpoints (and f16 subnormal
+    // range values) set it.
+    for c in ys.chunks(13) {
+        let mut o = std::vec![f16::ZERO; c.len()];
+        let want = c.iter().any(|&y| f16::is_midpoint(y));
+        assert_eq!(narrow_f16_direct(&mut c.to_vec(), &mut o), Some(want));
+    }
+}
