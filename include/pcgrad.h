@@ -691,6 +691,38 @@ enum pcgrad_status pcgrad_merge_flat_bf16(const struct pcgrad_config *config,
                                           size_t workspace_len);
 
 /**
+ * `pcgrad_merge_flat_bf16` with the merged output as floats: the same
+ * arguments, checks, statuses and overlap rules (`merged` may overlap no
+ * other buffer, `grads` included), with `merged` (N values) of `float`
+ * instead of `uint16_t`; a failed call writes nothing. The Gram matrix and
+ * the double sums are `pcgrad_merge_flat_bf16`'s; each merged value is
+ * rounded once, to nearest even, from its double sum to float (so it keeps
+ * the precision that the bfloat16 output drops). Rounded to bfloat16, it is
+ * `pcgrad_merge_flat_bf16`'s output except where it lies exactly midway
+ * between two bfloat16 values (there that call rounds the double sum once).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_merge_flat_bf16_f32(const struct pcgrad_config *config,
+                                              const uint16_t *grads,
+                                              size_t grads_len,
+                                              const size_t *segments,
+                                              size_t segments_len,
+                                              const uint8_t *has_grad,
+                                              size_t has_grad_len,
+                                              size_t tasks,
+                                              size_t dim,
+                                              float *merged,
+                                              size_t merged_len,
+                                              struct pcgrad_stats *stats,
+                                              double *matrix,
+                                              size_t matrix_len,
+                                              double *workspace,
+                                              size_t workspace_len);
+
+/**
  * `pcgrad_merge_flat` over IEEE binary16 (half) gradients: the same arguments, checks,
  * statuses and overlap rules, with `grads` (T * N values) and `merged` (N
  * values) holding IEEE binary16 (half) bit patterns as `uint16_t` (the storage of
@@ -720,6 +752,38 @@ enum pcgrad_status pcgrad_merge_flat_f16(const struct pcgrad_config *config,
                                          size_t matrix_len,
                                          double *workspace,
                                          size_t workspace_len);
+
+/**
+ * `pcgrad_merge_flat_f16` with the merged output as floats: the same
+ * arguments, checks, statuses and overlap rules (`merged` may overlap no
+ * other buffer, `grads` included), with `merged` (N values) of `float`
+ * instead of `uint16_t`; a failed call writes nothing. The Gram matrix and
+ * the double sums are `pcgrad_merge_flat_f16`'s; each merged value is
+ * rounded once, to nearest even, from its double sum to float (so it keeps
+ * the precision that the binary16 output drops). Rounded to binary16, it is
+ * `pcgrad_merge_flat_f16`'s output except where it lies exactly midway
+ * between two binary16 values (there that call rounds the double sum once).
+ *
+ * # Safety
+ *
+ * As `pcgrad_merge_flat`.
+ */
+enum pcgrad_status pcgrad_merge_flat_f16_f32(const struct pcgrad_config *config,
+                                             const uint16_t *grads,
+                                             size_t grads_len,
+                                             const size_t *segments,
+                                             size_t segments_len,
+                                             const uint8_t *has_grad,
+                                             size_t has_grad_len,
+                                             size_t tasks,
+                                             size_t dim,
+                                             float *merged,
+                                             size_t merged_len,
+                                             struct pcgrad_stats *stats,
+                                             double *matrix,
+                                             size_t matrix_len,
+                                             double *workspace,
+                                             size_t workspace_len);
 
 /**
  * `pcgrad_project_flat` over bfloat16 gradients: the same arguments, checks,

@@ -1,7 +1,7 @@
 //! The one-call API: [`PcGrad`] (and [`PpcGrad`]) run the three phases over
 //! the whole problem with one caller workspace.
 
-use crate::engine::{self, coefficients, Mode, Order, Reduction, Stats};
+use crate::engine::{self, coefficients, MergeOut, Mode, Order, Reduction, Same, Stats, ToF32};
 use crate::error::{Error, Result};
 use crate::kernels::{Element, Kernels};
 use crate::layout::{Gradients, GradientsMut, SegPos};
@@ -198,6 +198,28 @@ impl<'a> PcGrad<'a> {
         self.merge_on(None, grads, merged, workspace)
     }
 
+    /// [`PcGrad::merge`] with the merged gradient written as `f32` (N
+    /// values), for gradients of any element type; the gradients are only
+    /// read, and on error nothing but the workspace is written. Each value
+    /// is its `f64` sum (the one [`PcGrad::merge`] computes) rounded once to
+    /// `f32`, to nearest even; for `f32` gradients this is
+    /// [`PcGrad::merge`]. For `bf16` and `f16` gradients it keeps the
+    /// precision that rounding to the half type would drop (the Gram
+    /// matrix, the coefficients and the sums are those of [`PcGrad::merge`],
+    /// bitwise those of the `f32` path on the widened values): each output
+    /// rounded to the half type, to nearest even, is [`PcGrad::merge`]'s
+    /// output except where it is a midpoint of two half values (then
+    /// [`PcGrad::merge`] rounds the `f64` sum instead, once). For `f64`
+    /// gradients the apply pass runs the scalar loop.
+    pub fn merge_f32<F: Element, G: Gradients<F>>(
+        &mut self,
+        grads: &G,
+        merged: &mut [f32],
+        workspace: &mut [f64],
+    ) -> Result<Stats> {
+        self.merge_to::<F, ToF32, G>(None, grads, merged, workspace)
+    }
+
     /// [`PcGrad::merge`], on the kernels `k` on the calling thread when
     /// given (for [`crate::bench`]), else on the best kernels and
     /// `self.threads` workers.
@@ -206,6 +228,17 @@ impl<'a> PcGrad<'a> {
         k: Option<Kernels>,
         grads: &G,
         merged: &mut [F],
+        workspace: &mut [f64],
+    ) -> Result<Stats> {
+        self.merge_to::<F, Same, G>(k, grads, merged, workspace)
+    }
+
+    /// [`PcGrad::merge_on`] writing the output type of `S`.
+    pub(crate) fn merge_to<F: Element, S: MergeOut<F>, G: Gradients<F>>(
+        &mut self,
+        k: Option<Kernels>,
+        grads: &G,
+        merged: &mut [S::Out],
         workspace: &mut [f64],
     ) -> Result<Stats> {
         let layout = *grads.layout();
@@ -219,7 +252,7 @@ impl<'a> PcGrad<'a> {
         match k {
             Some(k) => {
                 let n = layout.dim();
-                engine::apply_merged_with(
+                engine::apply_merged_to::<F, S, G>(
                     k,
                     grads,
                     &coef,
@@ -233,7 +266,14 @@ impl<'a> PcGrad<'a> {
             }
             None => {
                 let w = parallel::workers(self.threads, t.saturating_mul(layout.dim()));
-                parallel::apply_merged(grads, &coef, self.reduction, merged, tile, w)?;
+                parallel::apply_merged_to::<F, S, G>(
+                    grads,
+                    &coef,
+                    self.reduction,
+                    merged,
+                    tile,
+                    w,
+                )?;
             }
         }
         Ok(stats)
@@ -350,3 +390,6 @@ pub fn unflatten<F: Element>(segments: &[usize], flat: &[F], outs: &mut [&mut [F
     }
     Ok(())
 }
+
+#[cfg(all(test, feature = "half"))]
+mod f32_out_tests;

@@ -604,6 +604,92 @@ pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
     merged: &mut [F],
     tile: &mut [f64],
 ) -> Result<()> {
+    apply_merged_to::<F, Same, G>(k, grads, coef, reduction, from, lo, hi, merged, tile)
+}
+
+/// The element type of the merged output: the input's ([`Same`]) or `f32`
+/// ([`ToF32`]), with the merged apply kernel that writes it.
+pub(crate) trait MergeOut<F: Element> {
+    /// The output element.
+    type Out: Copy + Send + Sync;
+    /// Zero of the output.
+    fn zero() -> Self::Out;
+    /// The merged apply kernel (`Sealed::merge_rows` or
+    /// `Sealed::merge_rows_f32`).
+    #[allow(clippy::too_many_arguments)]
+    fn merge_rows(
+        k: Kernels,
+        out: &mut [Self::Out],
+        acc: &mut [f64],
+        rows: [&[F]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    );
+}
+
+/// The merged output in the input's type.
+pub(crate) struct Same;
+
+/// The merged output in `f32` (each value rounded once from `f64`).
+pub(crate) struct ToF32;
+
+impl<F: Element> MergeOut<F> for Same {
+    type Out = F;
+    #[inline(always)]
+    fn zero() -> F {
+        F::zero()
+    }
+    #[inline(always)]
+    fn merge_rows(
+        k: Kernels,
+        out: &mut [F],
+        acc: &mut [f64],
+        rows: [&[F]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    ) {
+        F::merge_rows(k, out, acc, rows, coef, n, first, last)
+    }
+}
+
+impl<F: Element> MergeOut<F> for ToF32 {
+    type Out = f32;
+    #[inline(always)]
+    fn zero() -> f32 {
+        0.0
+    }
+    #[inline(always)]
+    fn merge_rows(
+        k: Kernels,
+        out: &mut [f32],
+        acc: &mut [f64],
+        rows: [&[F]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    ) {
+        F::merge_rows_f32(k, out, acc, rows, coef, n, first, last)
+    }
+}
+
+/// [`apply_merged_with`] writing the output type of `S`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_merged_to<F: Element, S: MergeOut<F>, G: Gradients<F>>(
+    k: Kernels,
+    grads: &G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    from: SegPos,
+    lo: usize,
+    hi: usize,
+    merged: &mut [S::Out],
+    tile: &mut [f64],
+) -> Result<()> {
     let layout = *grads.layout();
     check_apply(&layout, coef, lo, hi)?;
     if merged.len() != hi - lo {
@@ -639,10 +725,10 @@ pub(crate) fn apply_merged_with<F: Element, G: Gradients<F>>(
                     let x = j.map(|j| grads.values(j, &piece));
                     let c = j.map(|j| at(coef.b, j));
                     let last = (n == 0).then_some(w);
-                    F::merge_rows(k, out, acc, x, c, na, first, last);
+                    S::merge_rows(k, out, acc, x, c, na, first, last);
                     first = false;
                 } else if n == 0 {
-                    out.fill(F::zero());
+                    out.fill(S::zero());
                 }
                 if n == 0 {
                     break;

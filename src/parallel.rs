@@ -43,14 +43,14 @@
 //! column window over every (task, variable) buffer per worker. The serial
 //! path, and every path of a build without `parallel`, allocates nothing.
 
-use crate::engine::{self, Coefficients, Reduction};
+use crate::engine::{self, Coefficients, MergeOut, Reduction, Same};
 #[cfg(feature = "parallel")]
 use crate::engine::{tile_len, CHUNK};
 use crate::error::Result;
-use crate::kernels::Element;
 #[cfg(feature = "parallel")]
 use crate::kernels::BLOCK;
-use crate::layout::{Gradients, GradientsMut};
+use crate::kernels::{Element, Kernels};
+use crate::layout::{Gradients, GradientsMut, SegPos};
 
 /// Elements (task rows x columns) each worker must have before a pass uses
 /// another thread: 2^19 `f32` = 2 MiB of reads, about 100 to 200 us of
@@ -135,11 +135,47 @@ pub fn apply_merged<F: Element, G: Gradients<F>>(
     tile: &mut [f64],
     w: usize,
 ) -> Result<()> {
+    apply_merged_to::<F, Same, G>(grads, coef, reduction, merged, tile, w)
+}
+
+/// [`apply_merged`] writing the output type of `S` (the input's, or `f32`),
+/// bitwise as [`engine::apply_merged_to`] over all N columns.
+pub(crate) fn apply_merged_to<F: Element, S: MergeOut<F>, G: Gradients<F>>(
+    grads: &G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    merged: &mut [S::Out],
+    tile: &mut [f64],
+    w: usize,
+) -> Result<()> {
     let layout = grads.layout();
     if w.min(pool::MAX) <= 1 {
-        return engine::apply_merged(grads, coef, reduction, 0, layout.dim(), merged, tile);
+        return serial_merged::<F, S, G>(grads, coef, reduction, 0, layout.dim(), merged, tile);
     }
-    threaded::apply_merged(grads, coef, reduction, merged, tile, w.min(pool::MAX))
+    threaded::apply_merged::<F, S, G>(grads, coef, reduction, merged, tile, w.min(pool::MAX))
+}
+
+/// [`engine::apply_merged_to`] on the best kernels from the first segment.
+fn serial_merged<F: Element, S: MergeOut<F>, G: Gradients<F>>(
+    grads: &G,
+    coef: &Coefficients<'_>,
+    reduction: Reduction,
+    lo: usize,
+    hi: usize,
+    merged: &mut [S::Out],
+    tile: &mut [f64],
+) -> Result<()> {
+    engine::apply_merged_to::<F, S, G>(
+        Kernels::best(),
+        grads,
+        coef,
+        reduction,
+        SegPos::START,
+        lo,
+        hi,
+        merged,
+        tile,
+    )
 }
 
 /// Phase 3 in place over all N columns on `w` workers, bitwise as
@@ -225,16 +261,16 @@ mod threaded {
         engine::accumulate_gram(grads, 0, grads.layout().dim(), gram)
     }
 
-    pub fn apply_merged<F: Element, G: Gradients<F>>(
+    pub fn apply_merged<F: Element, S: MergeOut<F>, G: Gradients<F>>(
         grads: &G,
         coef: &Coefficients<'_>,
         reduction: Reduction,
-        merged: &mut [F],
+        merged: &mut [S::Out],
         tile: &mut [f64],
         _w: usize,
     ) -> Result<()> {
         let n = grads.layout().dim();
-        engine::apply_merged(grads, coef, reduction, 0, n, merged, tile)
+        super::serial_merged::<F, S, G>(grads, coef, reduction, 0, n, merged, tile)
     }
 
     pub fn apply_projected<F: Element, G: GradientsMut<F>>(
@@ -362,11 +398,11 @@ mod threaded {
         results.into_iter().collect()
     }
 
-    pub fn apply_merged<F: Element, G: Gradients<F>>(
+    pub fn apply_merged<F: Element, S: MergeOut<F>, G: Gradients<F>>(
         grads: &G,
         coef: &Coefficients<'_>,
         reduction: Reduction,
-        merged: &mut [F],
+        merged: &mut [S::Out],
         tile: &mut [f64],
         w: usize,
     ) -> Result<()> {
@@ -385,7 +421,7 @@ mod threaded {
             rest = tail;
             let coef = *coef;
             jobs.push(move || {
-                engine::apply_merged(grads, &coef, reduction, lo, hi, mine, tile.get())
+                super::serial_merged::<F, S, G>(grads, &coef, reduction, lo, hi, mine, tile.get())
             });
         }
         run_all(jobs)

@@ -2,6 +2,7 @@
 
 use super::check::*;
 use super::types::*;
+use crate::engine::{MergeOut, Same};
 use crate::kernels::Element;
 
 // ---------------------------------------------------------------------------
@@ -143,6 +144,55 @@ pub(super) unsafe fn merge_flat<F: Element>(
     workspace: *mut f64,
     workspace_len: usize,
 ) -> pcgrad_status {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        merge_flat_to::<F, Same>(
+            config,
+            grads,
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// [`merge_flat`] writing the output type of `S` (the input's, or `f32`):
+/// the same checks, statuses and overlap rules.
+///
+/// # Safety
+///
+/// As `pcgrad_merge_flat`, with `merged` holding `merged_len` values of
+/// `S::Out`.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn merge_flat_to<F: Element, S: MergeOut<F>>(
+    config: *const pcgrad_config,
+    grads: *const F,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut S::Out,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
     status((|| {
         let cfg = Config::read(config, tasks)?;
         let f = FlatArgs::check(
@@ -174,9 +224,9 @@ pub(super) unsafe fn merge_flat<F: Element>(
         unsafe {
             let flat = f.flat()?;
             let ws = view_mut(workspace, workspace_len);
-            let st = cfg
-                .pcgrad()
-                .merge(&flat, view_mut(merged, merged_len), ws)?;
+            let st =
+                cfg.pcgrad()
+                    .merge_to::<F, S, _>(None, &flat, view_mut(merged, merged_len), ws)?;
             diag.write(&cfg, tasks, ws, st)
         }
     })())

@@ -5,8 +5,9 @@
 
 use half::{bf16, f16};
 
-use super::flat::{merge_flat, project_flat};
+use super::flat::{merge_flat, merge_flat_to, project_flat};
 use super::types::*;
+use crate::engine::ToF32;
 
 /// `pcgrad_merge_flat` over bfloat16 gradients: the same arguments, checks,
 /// statuses and overlap rules, with `grads` (T * N values) and `merged` (N
@@ -63,6 +64,62 @@ pub unsafe extern "C" fn pcgrad_merge_flat_bf16(
     }
 }
 
+/// `pcgrad_merge_flat_bf16` with the merged output as floats: the same
+/// arguments, checks, statuses and overlap rules (`merged` may overlap no
+/// other buffer, `grads` included), with `merged` (N values) of `float`
+/// instead of `uint16_t`; a failed call writes nothing. The Gram matrix and
+/// the double sums are `pcgrad_merge_flat_bf16`'s; each merged value is
+/// rounded once, to nearest even, from its double sum to float (so it keeps
+/// the precision that the bfloat16 output drops). Rounded to bfloat16, it is
+/// `pcgrad_merge_flat_bf16`'s output except where it lies exactly midway
+/// between two bfloat16 values (there that call rounds the double sum once).
+///
+/// # Safety
+///
+/// As `pcgrad_merge_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_merge_flat_bf16_f32(
+    config: *const pcgrad_config,
+    grads: *const u16,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut f32,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller; `bf16` is a `u16` (repr(transparent)),
+    // with its size and alignment, and every bit pattern is a value.
+    unsafe {
+        merge_flat_to::<bf16, ToF32>(
+            config,
+            grads.cast(),
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+            merged,
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
 /// `pcgrad_merge_flat` over IEEE binary16 (half) gradients: the same arguments, checks,
 /// statuses and overlap rules, with `grads` (T * N values) and `merged` (N
 /// values) holding IEEE binary16 (half) bit patterns as `uint16_t` (the storage of
@@ -108,6 +165,62 @@ pub unsafe extern "C" fn pcgrad_merge_flat_f16(
             tasks,
             dim,
             merged.cast(),
+            merged_len,
+            stats,
+            matrix,
+            matrix_len,
+            workspace,
+            workspace_len,
+        )
+    }
+}
+
+/// `pcgrad_merge_flat_f16` with the merged output as floats: the same
+/// arguments, checks, statuses and overlap rules (`merged` may overlap no
+/// other buffer, `grads` included), with `merged` (N values) of `float`
+/// instead of `uint16_t`; a failed call writes nothing. The Gram matrix and
+/// the double sums are `pcgrad_merge_flat_f16`'s; each merged value is
+/// rounded once, to nearest even, from its double sum to float (so it keeps
+/// the precision that the binary16 output drops). Rounded to binary16, it is
+/// `pcgrad_merge_flat_f16`'s output except where it lies exactly midway
+/// between two binary16 values (there that call rounds the double sum once).
+///
+/// # Safety
+///
+/// As `pcgrad_merge_flat`.
+#[no_mangle]
+pub unsafe extern "C" fn pcgrad_merge_flat_f16_f32(
+    config: *const pcgrad_config,
+    grads: *const u16,
+    grads_len: usize,
+    segments: *const usize,
+    segments_len: usize,
+    has_grad: *const u8,
+    has_grad_len: usize,
+    tasks: usize,
+    dim: usize,
+    merged: *mut f32,
+    merged_len: usize,
+    stats: *mut pcgrad_stats,
+    matrix: *mut f64,
+    matrix_len: usize,
+    workspace: *mut f64,
+    workspace_len: usize,
+) -> pcgrad_status {
+    // SAFETY: forwarded to the caller; `f16` is a `u16` (repr(transparent)),
+    // with its size and alignment, and every bit pattern is a value.
+    unsafe {
+        merge_flat_to::<f16, ToF32>(
+            config,
+            grads.cast(),
+            grads_len,
+            segments,
+            segments_len,
+            has_grad,
+            has_grad_len,
+            tasks,
+            dim,
+            merged,
             merged_len,
             stats,
             matrix,

@@ -486,6 +486,47 @@ pub(super) fn merge_body<H: Half, W: Widen<H>>(
     }
 }
 
+/// [`Sealed::merge_rows_f32`] for a half type: per chunk of
+/// [`MERGE_CHUNK`] columns, the rows widened on the stack and the `f32`
+/// kernel of `k` run on them, writing straight into `out`. These are the
+/// values y that [`merge_body`] (and the direct kernels, bitwise the same)
+/// round to the half type: its output is y rounded to nearest even except
+/// where y is a midpoint ([`Half::is_midpoint`]), which it recomputes
+/// from `f64`. Without SIMD, the scalar twin on the half values (the same
+/// arithmetic).
+#[allow(clippy::too_many_arguments)]
+fn merge_rows_f32<H: Half>(
+    k: Kernels,
+    out: &mut [f32],
+    acc: &mut [f64],
+    rows: [&[H]; 4],
+    coef: [f64; 4],
+    n: usize,
+    first: bool,
+    last: Option<f64>,
+) {
+    if !SIMD {
+        return scalar::merge_rows_f32(out, acc, rows, coef, n, first, last);
+    }
+    let n = n.clamp(1, 4);
+    let len = rows[..n].iter().fold(out.len(), |m, r| m.min(r.len()));
+    let keep = !(first && last.is_some());
+    let len = if keep { len.min(acc.len()) } else { len };
+    let mut wide = [[0.0f32; MERGE_CHUNK]; 4];
+    let mut c0 = 0;
+    while c0 < len {
+        let c1 = len.min(c0 + MERGE_CHUNK);
+        let m = c1 - c0;
+        for (d, x) in wide.iter_mut().zip(rows).take(n) {
+            H::widen(&x[c0..c1], &mut d[..m]);
+        }
+        let x = [0, 1, 2, 3].map(|r| &wide[r.min(n - 1)][..m]);
+        let sums: &mut [f64] = if keep { &mut acc[c0..c1] } else { &mut [] };
+        <f32 as Sealed>::merge_rows(k, &mut out[c0..c1], sums, x, coef, n, first, last);
+        c0 = c1;
+    }
+}
+
 /// [`Sealed::pair_sum`] for a half type: the `f32` pair of the widened
 /// block, or the exact `f64` sum (widening is exact, so the half values
 /// serve directly).
@@ -556,6 +597,19 @@ macro_rules! half_element {
                 last: Option<f64>,
             ) {
                 merge_rows(k, out, acc, rows, coef, n, first, last)
+            }
+            #[inline]
+            fn merge_rows_f32(
+                k: Kernels,
+                out: &mut [f32],
+                acc: &mut [f64],
+                rows: [&[$t]; 4],
+                coef: [f64; 4],
+                n: usize,
+                first: bool,
+                last: Option<f64>,
+            ) {
+                merge_rows_f32(k, out, acc, rows, coef, n, first, last)
             }
             #[inline]
             fn pair_sum(x: &[$t], y: &[$t], fast: bool) -> f64 {

@@ -96,6 +96,27 @@ mod sealed {
             first: bool,
             last: Option<f64>,
         );
+        /// [`Sealed::merge_rows`] with `f32` outputs: `out[c]` is `s * w`
+        /// rounded once from `f64` to `f32`, to nearest even (the sums and
+        /// `acc` as there). For `f32` it is [`Sealed::merge_rows`]; for a
+        /// half type, the `f32` kernel on the widened rows, so `out[c]` is
+        /// the value y that the half kernel rounds to the half type.
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        fn merge_rows_f32(
+            _k: Kernels,
+            out: &mut [f32],
+            acc: &mut [f64],
+            rows: [&[Self]; 4],
+            coef: [f64; 4],
+            n: usize,
+            first: bool,
+            last: Option<f64>,
+        ) where
+            Self: super::Element,
+        {
+            super::scalar::merge_rows_f32(out, acc, rows, coef, n, first, last)
+        }
         /// The Gram pass without SIMD (Cortex-M), one pair of row blocks at a
         /// time: the sum of products of `x` and `y` (one block, at most
         /// [`super::BLOCK`] columns), bitwise the entry the scalar tile gives the pair
@@ -441,6 +462,19 @@ impl sealed::Sealed for f32 {
         } else {
             scalar::merge_rows(out, acc, rows, coef, n, first, last)
         }
+    }
+    #[inline]
+    fn merge_rows_f32(
+        k: Kernels,
+        out: &mut [f32],
+        acc: &mut [f64],
+        rows: [&[f32]; 4],
+        coef: [f64; 4],
+        n: usize,
+        first: bool,
+        last: Option<f64>,
+    ) {
+        <f32 as sealed::Sealed>::merge_rows(k, out, acc, rows, coef, n, first, last)
     }
     #[inline]
     fn pair_sum(x: &[f32], y: &[f32], fast: bool) -> f64 {

@@ -156,6 +156,33 @@ pub fn merge_rows<F: super::Element>(
     }
 }
 
+/// [`merge_rows`] with `f32` outputs: `out[c] = s * w` rounded once from
+/// `f64` to `f32` (the scalar twin of `Sealed::merge_rows_f32`).
+pub fn merge_rows_f32<F: super::Element>(
+    out: &mut [f32],
+    acc: &mut [f64],
+    rows: [&[F]; 4],
+    coef: [f64; 4],
+    n: usize,
+    first: bool,
+    last: Option<f64>,
+) {
+    let n = n.clamp(1, 4);
+    let len = rows[..n].iter().fold(out.len(), |m, r| m.min(r.len()));
+    let keep = !(first && last.is_some());
+    let len = if keep { len.min(acc.len()) } else { len };
+    for c in 0..len {
+        let mut s = if first { 0.0 } else { acc[c] };
+        for r in 0..n {
+            s += rows[r][c].to_f64() * coef[r];
+        }
+        match last {
+            Some(w) => out[c] = (s * w) as f32,
+            None => acc[c] = s,
+        }
+    }
+}
+
 /// Multiply-add without a call to a software `fma`: two roundings.
 trait MulAddFast {
     fn mul_add_fast(self, b: Self, c: Self) -> Self;
