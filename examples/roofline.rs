@@ -46,6 +46,18 @@
 //! lines give the worst ratios over the target sets and the smallest
 //! dispatch gain. Options: `--quick` (T 2, 8, 16 x N 1e4, 1e5, 1e6),
 //! `--threads K` (default: all cores).
+//!
+//! With the feature `half` (`--features parallel,half`; a workspace build
+//! has it anyway, `pcgrad-capi` enables it), a second table follows: per
+//! (T, N), the merged call over bf16 and over f16 rows (output in the same
+//! type) on one thread and on all cores, against its own memory roof (read
+//! J, then read J and write N, at 2 bytes an element: the `f32` streaming
+//! kernels over the same bytes viewed as half as many `f32` words,
+//! `bench::words`, on the call's own buffer) and the `f32` rows' compute
+//! roof (the blocks are widened to `f32` lanes, so the Gram's products run
+//! at the `f32` lane rate), with the time over the `f32` merged time of the
+//! same (T, N) and thread count, and a last line per type with its worst
+//! ratio. Half as many reps as the `f32` rows, at least 3.
 
 #[path = "../tests/common/direct.rs"]
 mod direct;
