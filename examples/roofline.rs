@@ -46,6 +46,18 @@
 //! lines give the worst ratios over the target sets and the smallest
 //! dispatch gain. Options: `--quick` (T 2, 8, 16 x N 1e4, 1e5, 1e6),
 //! `--threads K` (default: all cores).
+//!
+//! With the feature `half` (`--features parallel,half`; a workspace build
+//! has it anyway, `pcgrad-capi` enables it), a second table follows: per
+//! (T, N), the merged call over bf16 and over f16 rows (output in the same
+//! type) on one thread and on all cores, against its own memory roof (read
+//! J, then read J and write N, at 2 bytes an element: the `f32` streaming
+//! kernels over the same bytes viewed as half as many `f32` words,
+//! `bench::words`, on the call's own buffer) and the `f32` rows' compute
+//! roof (the blocks are widened to `f32` lanes, so the Gram's products run
+//! at the `f32` lane rate), with the time over the `f32` merged time of the
+//! same (T, N) and thread count, and a last line per type with its worst
+//! ratio. Half as many reps as the `f32` rows, at least 3.
 
 #[path = "../tests/common/direct.rs"]
 mod direct;
@@ -97,13 +109,22 @@ fn apply_ranges(n: usize, w: usize) -> Vec<(usize, usize)> {
 }
 
 /// Memory roof of the Gram pass: every row's columns of each worker's range
-/// read once, a row at a time or (`four`) four rows in lockstep.
-fn read_pass(x: &[f32], t: usize, n: usize, w: usize, four: bool) -> f32 {
+/// read once, a row at a time or (`four`) four rows in lockstep. `view`
+/// gives the `f32` words of a row's range (the range itself for `f32`; for
+/// bf16/f16, the same bytes as half as many words: `bench::words`).
+fn read_pass<E: Sync>(
+    x: &[E],
+    t: usize,
+    n: usize,
+    w: usize,
+    four: bool,
+    view: fn(&[E]) -> &[f32],
+) -> f32 {
     let jobs: Vec<_> = gram_ranges(n, w)
         .into_iter()
         .map(|(lo, hi)| {
             move || {
-                let rows: Vec<&[f32]> = (0..t).map(|r| &x[r * n + lo..r * n + hi]).collect();
+                let rows: Vec<&[f32]> = (0..t).map(|r| view(&x[r * n + lo..r * n + hi])).collect();
                 if four {
                     rows.chunks(4).map(bench::read4).sum::<f32>()
                 } else {
@@ -116,18 +137,21 @@ fn read_pass(x: &[f32], t: usize, n: usize, w: usize, four: bool) -> f32 {
 }
 
 /// Memory roof of an apply pass: read every row, write `out` (and the
-/// rows, when `rows_too`), over the apply split.
-fn write_pass(
-    x: &mut [f32],
-    out: &mut [f32],
+/// rows, when `rows_too`), over the apply split; `view` as in
+/// [`read_pass`] (the views of a range are cut to the shortest of them).
+#[allow(clippy::too_many_arguments)]
+fn write_pass<E: Send>(
+    x: &mut [E],
+    out: &mut [E],
     t: usize,
     n: usize,
     w: usize,
     rows_too: bool,
     nt: bool,
+    view: fn(&mut [E]) -> &mut [f32],
 ) {
     let ranges = apply_ranges(n, w);
-    let mut per: Vec<Vec<&mut [f32]>> = ranges.iter().map(|_| Vec::with_capacity(t)).collect();
+    let mut per: Vec<Vec<&mut [E]>> = ranges.iter().map(|_| Vec::with_capacity(t)).collect();
     for row in x.chunks_mut(n).take(t) {
         let mut rest = row;
         for (k, &(lo, hi)) in ranges.iter().enumerate() {
@@ -146,13 +170,106 @@ fn write_pass(
     let jobs: Vec<_> = per
         .into_iter()
         .zip(outs)
-        .map(|(mut rows, o)| move || bench::read_write(&mut rows, o, rows_too, nt))
+        .map(|(rows, o)| {
+            move || {
+                let o = view(o);
+                let mut rows: Vec<&mut [f32]> = rows.into_iter().map(view).collect();
+                let len = rows.iter().map(|r| r.len()).fold(o.len(), usize::min);
+                bench::read_write(&mut rows, &mut o[..len], rows_too, nt)
+            }
+        })
         .collect();
     run_jobs(jobs);
 }
 
+/// The `f32` rows as themselves (the `view` of [`read_pass`]).
+fn same(x: &[f32]) -> &[f32] {
+    x
+}
+
+/// [`same`], mutable (the `view` of [`write_pass`]).
+fn same_mut(x: &mut [f32]) -> &mut [f32] {
+    x
+}
+
 /// Steps of one compute-roof probe (`bench::peak`, about 0.2 ms).
 const PEAK_ITERS: usize = 50_000;
+
+/// One half type's medians at one (T, N), `reps` reps interleaved: its
+/// memory roof on 1 and `w` threads (read J at 2 bytes an element, then
+/// read J and write N at 2 bytes: the `f32` streaming kernels over the same
+/// bytes viewed as half as many `f32` words, `bench::words`) and its merged
+/// call (bf16 or f16 rows in, the merged gradient out in the same type) on
+/// one thread and on `threads`. The call and its roof read the same buffer.
+/// Returns (mem1, memP, merged1, mergedP) in seconds.
+#[cfg(feature = "half")]
+fn half_times<H>(
+    grads: &[f32],
+    t: usize,
+    n: usize,
+    w: usize,
+    threads: usize,
+    reps: usize,
+) -> [f64; 4]
+where
+    H: pcgrad::Element,
+    [H]: half::slice::HalfFloatSliceExt,
+{
+    use half::slice::HalfFloatSliceExt;
+    let mut x: Vec<H> = grads.iter().map(|&g| H::from_f64(g as f64)).collect();
+    let mut out = vec![H::zero(); n];
+    let mut merged = vec![H::zero(); n];
+    let mut ws = vec![0.0f64; pcgrad::workspace_len(t).expect("workspace")];
+    let layout = Layout::dense(t, n).expect("layout");
+    // o + 0 read, o + 1 four-row read, o + 2 write, o + 3 non-temporal
+    // write, for o = 0 (one thread) and 4 (w); 8 merged1, 9 mergedP.
+    let mut v: [Vec<Duration>; 10] = Default::default();
+    let mut sink = 0.0f32;
+    for _ in 0..reps {
+        for (i, &ww) in [1, w].iter().enumerate() {
+            let o = 4 * i;
+            for four in [false, true] {
+                v[o + four as usize].push(time(&mut || {
+                    sink += read_pass(x.reinterpret_cast(), t, n, ww, four, bench::words)
+                }));
+            }
+            for (j, nt) in [false, true].into_iter().enumerate() {
+                v[o + 2 + j].push(time(&mut || {
+                    write_pass(
+                        x.reinterpret_cast_mut(),
+                        out.reinterpret_cast_mut(),
+                        t,
+                        n,
+                        ww,
+                        false,
+                        nt,
+                        bench::words_mut,
+                    )
+                }));
+            }
+        }
+        let flat = Flat::new(layout, &x).expect("flat");
+        v[8].push(time(&mut || {
+            PpcGrad::new()
+                .merge(&flat, &mut merged, &mut ws)
+                .expect("merge")
+        }));
+        v[9].push(time(&mut || {
+            PpcGrad::new()
+                .threads(threads)
+                .merge(&flat, &mut merged, &mut ws)
+                .expect("merge")
+        }));
+    }
+    black_box(sink);
+    let m = v.map(|mut d| median(&mut d));
+    let mem = |o: usize| m[o].min(m[o + 1]) + m[o + 2].min(m[o + 3]);
+    [mem(0), mem(4), m[8], m[9]]
+}
+
+/// [`half_times`] of one half type.
+#[cfg(feature = "half")]
+type HalfTimes = fn(&[f32], usize, usize, usize, usize, usize) -> [f64; 4];
 
 /// Gradients with conflicts: a shared direction with alternating sign plus
 /// noise.
@@ -252,7 +369,8 @@ fn main() {
     let ([l1, l2, l3], cache_src) = caches();
     let kernels = Kernels::best();
     println!(
-        "command: cargo run --release --features parallel --example roofline --{}",
+        "command: cargo run --release --features parallel{} --example roofline --{}",
+        if cfg!(feature = "half") { ",half" } else { "" },
         args.iter()
             .skip(1)
             .map(|a| format!(" {a}"))
@@ -309,6 +427,14 @@ fn main() {
     };
     let mut worst_gain: Option<(f64, usize, usize)> = None;
     let mut sink = 0.0f32;
+    // The half-precision rows (bf16, then f16), their worst ratios and the
+    // range of their time over the f32 time.
+    #[cfg(feature = "half")]
+    let mut half_rows: [Vec<String>; 2] = Default::default();
+    #[cfg(feature = "half")]
+    let mut half_worst: [Option<(f64, usize, usize)>; 2] = [None; 2];
+    #[cfg(feature = "half")]
+    let mut half_vs = [(f64::INFINITY, 0.0f64); 2];
     for &t in ts {
         for &n in ns {
             let bytes = (t + 1) * n * 4;
@@ -347,6 +473,9 @@ fn main() {
             .as_secs_f64();
             let cap = if quick { 15 } else { 25 };
             let reps = ((0.25 / probe.max(1e-9)) as usize).clamp(3, cap);
+            // The half-precision rows: half as many reps, at least 3.
+            #[cfg(feature = "half")]
+            let half_reps = (reps / 2).max(3);
             // 0..5 and 5..10: the limit's passes on 1 and w threads (read;
             // merged write, ordinary and non-temporal; projected write,
             // both), 10 merged1, 11 mergedP, 12 projP, 13 portable1,
@@ -361,14 +490,14 @@ fn main() {
             for r in 0..reps {
                 for (i, &ww) in [1, w].iter().enumerate() {
                     let o = i * 5;
-                    v[o].push(time(&mut || sink += read_pass(&lim, t, n, ww, false)));
-                    v[15 + i].push(time(&mut || sink += read_pass(&lim, t, n, ww, true)));
+                    v[o].push(time(&mut || sink += read_pass(&lim, t, n, ww, false, same)));
+                    v[15 + i].push(time(&mut || sink += read_pass(&lim, t, n, ww, true, same)));
                     for (j, nt) in [false, true].into_iter().enumerate() {
                         v[o + 1 + j].push(time(&mut || {
-                            write_pass(&mut lim, &mut lim_out, t, n, ww, false, nt)
+                            write_pass(&mut lim, &mut lim_out, t, n, ww, false, nt, same_mut)
                         }));
                         v[o + 3 + j].push(time(&mut || {
-                            write_pass(&mut lim, &mut lim_out, t, n, ww, true, nt)
+                            write_pass(&mut lim, &mut lim_out, t, n, ww, true, nt, same_mut)
                         }));
                     }
                 }
@@ -482,6 +611,47 @@ fn main() {
                 ms(m[13]),
                 gain,
             );
+            #[cfg(feature = "half")]
+            {
+                let types: [(&str, HalfTimes); 2] = [
+                    ("bf16", half_times::<pcgrad::bf16>),
+                    ("f16", half_times::<pcgrad::f16>),
+                ];
+                for (k, (name, f)) in types.into_iter().enumerate() {
+                    let [hm1, hmp, h1, hp] = f(&grads, t, n, w, threads, half_reps);
+                    let (hl1, hlp) = (hm1.max(comp(1)), hmp.max(comp(w)));
+                    let (q1, qp) = (h1 / hl1, hp / hlp);
+                    for q in [q1, qp] {
+                        if half_worst[k].is_none_or(|w: (f64, usize, usize)| q > w.0) {
+                            half_worst[k] = Some((q, t, n));
+                        }
+                    }
+                    for s in [h1 / m[10], hp / m[11]] {
+                        let (lo, hi) = &mut half_vs[k];
+                        *lo = lo.min(s);
+                        *hi = hi.max(s);
+                    }
+                    half_rows[k].push(format!(
+                        "{:>4} {:>3} {:>9} {:>7.1} {:>5} | {:>7.3} {:>7.3} {:>8.3} {:>5.2} {:>6.2} | {:>1} {:>7.3} {:>7.3} {:>8.3} {:>5.2} {:>6.2}",
+                        name,
+                        t,
+                        n,
+                        (t + 1) as f64 * n as f64 * 2.0 / (1 << 20) as f64,
+                        level,
+                        ms(hm1),
+                        ms(comp(1)),
+                        ms(h1),
+                        q1,
+                        h1 / m[10],
+                        w,
+                        ms(hmp),
+                        ms(comp(w)),
+                        ms(hp),
+                        qp,
+                        hp / m[11],
+                    ));
+                }
+            }
         }
     }
     black_box(sink);
@@ -500,5 +670,28 @@ fn main() {
             "roofline: smallest dispatch gain {g:.2} at T={t} N={n} (run-time {:?} kernels against the compile-time backend; below 1.0 the run-time selection loses)",
             kernels.isa()
         );
+    }
+    #[cfg(feature = "half")]
+    {
+        println!();
+        println!("half precision: the merged call over bf16 (f16) rows, output in the same type; memory roof = read J, then read J + write N at 2 bytes an element (the f32 streaming kernels over the same bytes); compute roof = the f32 rows' (the blocks are widened to f32 lanes); ratio = time / max(memory, compute); /f32 = this time / the f32 merged time of the same (T, N) and threads");
+        println!(
+            "{:>4} {:>3} {:>9} {:>7} {:>5} | {:>7} {:>7} {:>8} {:>5} {:>6} | {:>1} {:>7} {:>7} {:>8} {:>5} {:>6}",
+            "type", "T", "N", "MiB", "level", "mem1", "comp1", "merged1", "ratio", "/f32", "P",
+            "memP", "compP", "mergedP", "ratio", "/f32"
+        );
+        for rows in &half_rows {
+            for r in rows {
+                println!("{r}");
+            }
+        }
+        for (k, name) in ["bf16", "f16"].iter().enumerate() {
+            if let Some((r, t, n)) = half_worst[k] {
+                let (lo, hi) = half_vs[k];
+                println!(
+                    "roofline: worst {name} ratio {r:.2} at T={t} N={n} (merged, serial and threaded, every N); {name} / f32 time {lo:.2} to {hi:.2}"
+                );
+            }
+        }
     }
 }

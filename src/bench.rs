@@ -141,6 +141,31 @@ pub fn read_write(rows: &mut [&mut [f32]], out: &mut [f32], write_rows: bool, nt
     portable::read_write(rows, out, write_rows)
 }
 
+/// The 16-bit values `x` (bf16 or f16 bit patterns) as the `f32` words of
+/// the same bytes, for the streaming kernels above: memory traffic is bytes,
+/// so [`read`], [`read4`] and [`read_write`] over these words move exactly
+/// the bytes a half-precision pass moves. Only the whole, aligned words: the
+/// at most one value at each end outside them is left out (at most 4 bytes
+/// per slice). On little-endian targets each word takes its sign and
+/// exponent from the odd-indexed value of its pair, so words over gradients
+/// are normal floats as the gradients are (no subnormal operands).
+pub fn words(x: &[u16]) -> &[f32] {
+    // SAFETY: every 32-bit pattern is a valid `f32`; `align_to` gives the
+    // aligned middle of the same bytes, borrowed for the lifetime of `x`.
+    #[allow(unsafe_code)]
+    let (_, mid, _) = unsafe { x.align_to::<f32>() };
+    mid
+}
+
+/// [`words`], mutable (for the write passes).
+pub fn words_mut(x: &mut [u16]) -> &mut [f32] {
+    // SAFETY: as in `words`: every 32-bit pattern is a valid `f32` (and
+    // every 16-bit one a valid `u16`, for what the kernels write).
+    #[allow(unsafe_code)]
+    let (_, mid, _) = unsafe { x.align_to_mut::<f32>() };
+    mid
+}
+
 /// The streaming kernels on the compile-time backend.
 mod portable {
     use wide::f32x8;
